@@ -1,0 +1,104 @@
+"""
+The C{l4lb} command.
+
+    l4lb check FILE     validate a configuration file, as haproxy -c -f FILE
+
+C{l4lb check} parses the file and resolves its server host names (without
+binding anything), prints warnings and errors on standard error, one per
+line, and C{Configuration file is valid} on standard output when there is no
+error.  It exits with 0 when the file is valid, 1 when it is not and 2 for a
+usage error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any, List, Optional, Sequence
+
+from twisted.internet.defer import Deferred
+
+import l4lb
+from l4lb.config.check import CheckReport, check_config_file, report_check
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="l4lb",
+        description="l4lb, a Layer 4 load balancer. Run it with"
+        " 'twistd -n l4lb --config FILE'.",
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"l4lb {l4lb.__version__}"
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    check = commands.add_parser(
+        "check",
+        help="validate a configuration file (nothing is bound)",
+        description="Parse FILE and resolve its server host names; print"
+        " every warning and error, one per line.  Exit 0 when the file is"
+        " valid, 1 when it is not.",
+    )
+    check.add_argument("file", metavar="FILE", help="the lb.ini file")
+    return parser
+
+
+def _wait(reactor: Any, d: "Deferred[CheckReport]") -> CheckReport:
+    """
+    Run C{reactor} until C{d} fires, unless it has fired already (nothing
+    to resolve), and return its result.
+    """
+    outcome: List[Any] = []
+    d.addBoth(outcome.append)
+    if not outcome:
+        d.addBoth(lambda _: reactor.stop())
+        reactor.run()
+    result = outcome[0]
+    if isinstance(result, CheckReport):
+        return result
+    # An unexpected failure: show its traceback rather than hide it.
+    result.raiseException()
+    raise AssertionError("unreachable")
+
+
+def check(path: str, reactor: Optional[Any] = None) -> int:
+    """
+    Run C{l4lb check FILE}.
+
+    @param reactor: The reactor whose C{nameResolver} resolves host names;
+        the global reactor by default.  It is run only when there are names
+        to resolve.
+    @return: The exit status.
+    """
+    active: Any = reactor
+    if active is None:
+        from twisted.internet import reactor as global_reactor
+
+        active = global_reactor
+    report = _wait(active, check_config_file(path, active))
+    return report_check(report, sys.stdout, sys.stderr)
+
+
+def main(argv: Optional[Sequence[str]] = None, reactor: Optional[Any] = None) -> int:
+    """
+    The entry point of the C{l4lb} console script.
+
+    @param argv: The arguments after the program name; C{sys.argv[1:]} by
+        default.
+    @param reactor: The reactor to use instead of the global one.
+    @return: The exit status.
+    """
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exit:
+        return exit.code if isinstance(exit.code, int) else 2
+    if args.command == "check":
+        return check(args.file, reactor)
+    parser.print_usage(sys.stderr)
+    sys.stderr.write("l4lb: error: a command is required, e.g. 'l4lb check FILE'\n")
+    return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

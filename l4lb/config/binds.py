@@ -1,0 +1,184 @@
+"""
+C{bind = ...}: where a frontend listens.
+
+Two spellings are accepted, and several addresses may be separated by
+commas or continuation lines:
+
+  - HAProxy's C{ADDRESS:PORT}: C{*:80}, C{:80}, C{0.0.0.0:80},
+    C{127.0.0.1:8080}, C{[::1]:8080}, C{[::]:80} or C{:::80};
+  - a Twisted server endpoint description starting with a known prefix:
+    C{tcp:8080:interface=127.0.0.1}, C{tcp6:...}, C{unix:/run/lb.sock},
+    C{ssl:...}, C{systemd:domain=INET:index=0}.
+
+Both become a L{l4lb.config.model.BindSpec} whose C{endpoint} is a Twisted
+description.  Descriptions are checked by constructing the endpoint against
+a L{MemoryReactor}, which parses without binding anything.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import List, Sequence, Tuple
+
+from twisted.internet.endpoints import serverFromString
+from twisted.internet.testing import MemoryReactor
+
+from l4lb.config.errors import InvalidValue
+from l4lb.config.model import BindSpec
+from l4lb.config.units import parse_int, parse_port
+
+#: Twisted endpoint types recognised in a bind.
+ENDPOINT_PREFIXES = ("ssl", "systemd", "tcp", "tcp6", "unix")
+
+#: Words allowed after a bind address (HAProxy's bind options); none yet.
+BIND_OPTIONS: Tuple[str, ...] = ()
+
+_EXPECTED = (
+    "expected ADDRESS:PORT such as *:80, 127.0.0.1:8080 or [::1]:8080, or a"
+    f" Twisted endpoint starting with {', '.join(p + ':' for p in ENDPOINT_PREFIXES)}"
+)
+
+
+def _escape(text: str) -> str:
+    """
+    Quote C{text} for a Twisted endpoint description.
+    """
+    return text.replace("\\", "\\\\").replace(":", "\\:").replace("=", "\\=")
+
+
+def haproxy_bind(text: str) -> str:
+    """
+    Convert HAProxy's C{ADDRESS:PORT} into a Twisted endpoint description.
+
+    @raise InvalidValue: For a missing or invalid address or port.
+    """
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or not rest.startswith(":"):
+            raise InvalidValue(f"{text!r} is not a bind address; {_EXPECTED}")
+        port_text = rest[1:]
+        family = "tcp6"
+    else:
+        host, colon, port_text = text.rpartition(":")
+        if not colon:
+            raise InvalidValue(f"{text!r} has no port; {_EXPECTED}")
+        family = ""
+    try:
+        port = parse_port(port_text)
+    except InvalidValue as error:
+        raise InvalidValue(f"port of {text!r}: {error.message}")
+    if family == "" and host in ("", "*"):
+        return f"tcp:{port}"
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        raise InvalidValue(
+            f"{host!r} is not an IP address; a bind address is an IPv4 or"
+            " IPv6 address, * or empty (host names are not resolved for binds)"
+        )
+    if address.version == 4:
+        if family:
+            raise InvalidValue(f"{host!r} in brackets is not an IPv6 address")
+        return f"tcp:{port}:interface={host}"
+    return f"tcp6:{port}:interface={_escape(host)}"
+
+
+def _check_systemd(description: str) -> None:
+    """
+    Check a C{systemd:} description without looking for inherited sockets,
+    which only exist when systemd starts the service.
+    """
+    arguments = {}
+    for part in description.split(":")[1:]:
+        key, equals, value = part.partition("=")
+        if not equals or key not in ("domain", "index", "name"):
+            raise InvalidValue(
+                f"{description!r}: unexpected {part!r}; a systemd endpoint"
+                " takes domain=INET|INET6|UNIX and one of index=N or name=NAME"
+            )
+        arguments[key] = value
+    if arguments.get("domain") not in ("INET", "INET6", "UNIX"):
+        raise InvalidValue(
+            f"{description!r}: domain must be one of INET, INET6, UNIX"
+        )
+    if ("index" in arguments) == ("name" in arguments):
+        raise InvalidValue(
+            f"{description!r}: give exactly one of index=N or name=NAME"
+        )
+    if "index" in arguments:
+        parse_int(arguments["index"], 0)
+
+
+def check_endpoint(description: str) -> str:
+    """
+    Check a Twisted server endpoint description without binding anything.
+
+    @return: C{description} unchanged.
+    @raise InvalidValue: With Twisted's reason.
+    """
+    if description.split(":", 1)[0].lower() == "systemd":
+        _check_systemd(description)
+        return description
+    try:
+        endpoint = serverFromString(MemoryReactor(), description)
+    except Exception as error:
+        raise InvalidValue(
+            f"{description!r} is not a valid endpoint description: {error}"
+        )
+    # Twisted accepts any integer port at construction time and fails only
+    # when listening; check the range now.  Port 0 (any free port) is allowed
+    # for descriptions, which embedding applications and tests use.
+    port = getattr(endpoint, "_port", None)
+    if isinstance(port, int) and not 0 <= port <= 65535:
+        raise InvalidValue(
+            f"{description!r}: port {port} is out of range; expected 0-65535"
+        )
+    return description
+
+
+def parse_bind_item(text: str, line: int) -> BindSpec:
+    """
+    Parse one bind address (no commas).
+
+    @raise InvalidValue: For an invalid address or words after it.
+    """
+    words = text.split()
+    if len(words) > 1:
+        raise InvalidValue(
+            f"unexpected {' '.join(words[1:])!r} after {words[0]!r}; separate"
+            " addresses with commas (no bind options are supported yet;"
+            " allowed: none)"
+        )
+    address = words[0]
+    prefix = address.split(":", 1)[0].lower() if ":" in address else ""
+    if prefix in ENDPOINT_PREFIXES:
+        endpoint = check_endpoint(address)
+    else:
+        endpoint = haproxy_bind(address)
+    return BindSpec(endpoint=endpoint, text=address, line=line)
+
+
+def parse_binds(
+    pieces: Sequence[Tuple[int, str]]
+) -> Tuple[List[BindSpec], List[Tuple[int, str]]]:
+    """
+    Parse a bind value given as its lines.
+
+    @param pieces: C{(line, text)} for each line of the value.
+    @return: The binds in order, and C{(line, message)} per problem.
+    """
+    binds: List[BindSpec] = []
+    errors: List[Tuple[int, str]] = []
+    for line, text in pieces:
+        for item in text.split(","):
+            if not item.strip():
+                continue
+            try:
+                binds.append(parse_bind_item(item.strip(), line))
+            except InvalidValue as error:
+                errors.append((line, error.message))
+    if not binds and not errors:
+        errors.append(
+            (pieces[0][0] if pieces else 0, f"missing address; {_EXPECTED}")
+        )
+    return binds, errors

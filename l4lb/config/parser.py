@@ -1,0 +1,282 @@
+"""
+Turning C{lb.ini} into a L{l4lb.config.model.Config}.
+
+    config = load_config("/etc/l4lb/lb.ini")
+    config, warnings = load_config_with_warnings("/etc/l4lb/lb.ini")
+
+Every error of the file is collected and raised together as one
+L{ConfigError}; a file with any error never yields a C{Config}.  Warnings
+(as HAProxy gives them: a missing timeout, a backend without servers, a
+timeout set where it cannot apply) do not stop parsing and come back from
+the C{*_with_warnings} functions; a L{ConfigError} carries them too, in
+C{ConfigError.warnings}.
+
+Host names of servers are not resolved here: see
+L{l4lb.config.resolve.resolve_config}.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional, Tuple
+
+import attr
+
+from l4lb.config._sections import Section, SectionReader
+from l4lb.config.errors import ConfigError, Problem, sort_problems
+from l4lb.config.keywords import BACKEND, DEFAULTS, FRONTEND, GLOBAL, LISTEN
+from l4lb.config.model import (
+    Backend,
+    Config,
+    Frontend,
+    GlobalSettings,
+    LogTarget,
+    ServerSpec,
+    Timeouts,
+)
+from l4lb.config.servers import parse_server
+from l4lb.config.units import allowed_list, nearest
+
+_TIMEOUT_FIELDS = {
+    "timeout " + field.replace("_", "-"): field
+    for field in attr.fields_dict(Timeouts)
+}
+
+
+class _Reader(SectionReader):
+    """
+    Reads one file into a L{Config}, collecting every error and warning.
+    """
+
+    def read(self, text: str) -> Config:
+        """
+        Read C{text}; the result is meaningful only without errors.
+        """
+        return self._assemble(self.read_sections(text))
+
+    def _assemble(self, sections: List[Section]) -> Config:
+        defaults = next(
+            (s for s in sections if s.kind == DEFAULTS), Section(DEFAULTS, "", "defaults", 0)
+        )
+        backend_names = [s.name for s in sections if s.kind in (BACKEND, LISTEN)]
+        frontends: List[Frontend] = []
+        backends: List[Backend] = []
+        global_settings = GlobalSettings()
+        for section in sections:
+            if section.kind == GLOBAL:
+                global_settings = self._global(section)
+            if section.kind in (FRONTEND, LISTEN):
+                frontend = self._frontend(section, defaults, backend_names)
+                if frontend is not None:
+                    frontends.append(frontend)
+            if section.kind in (BACKEND, LISTEN):
+                backends.append(self._backend(section, defaults))
+            if section.kind in (FRONTEND, BACKEND, LISTEN):
+                self._missing_timeouts(section, defaults)
+        return Config(
+            global_settings=global_settings,
+            frontends=tuple(frontends),
+            backends=tuple(backends),
+            source=self.source,
+        )
+
+    @staticmethod
+    def _get(section: Section, defaults: Section, keyword: str, default: Any) -> Any:
+        for where in (section, defaults):
+            if keyword in where.settings:
+                return where.settings[keyword].value
+        return default
+
+    def _global(self, section: Section) -> GlobalSettings:
+        empty = Section(DEFAULTS, "", "defaults", 0)
+        return GlobalSettings(
+            maxconn=self._get(section, empty, "maxconn", 0),
+            log=self._get(section, empty, "log", LogTarget()),
+            spread_checks=self._get(section, empty, "spread-checks", 0),
+        )
+
+    def _timeouts(self, section: Section, defaults: Section) -> Timeouts:
+        values = {
+            field: self._get(section, defaults, keyword, None)
+            for keyword, field in _TIMEOUT_FIELDS.items()
+        }
+        return Timeouts(**values)
+
+    def _frontend(
+        self, section: Section, defaults: Section, backend_names: List[str]
+    ) -> Optional[Frontend]:
+        if "bind" not in section.present:
+            if section.kind == LISTEN:
+                # HAProxy allows a listen section without bind: it is then
+                # only a backend.
+                return None
+            self.error(
+                section.line,
+                section.header,
+                "bind",
+                "a frontend needs at least one bind, e.g. 'bind = *:80'",
+            )
+        if section.kind == LISTEN:
+            default_backend = section.name
+        elif "default_backend" in section.settings:
+            setting = section.settings["default_backend"]
+            default_backend = str(setting.value)
+            if default_backend not in backend_names:
+                message = f"no backend named {default_backend!r}"
+                guess = nearest(default_backend, backend_names)
+                if guess is not None:
+                    message += f"; did you mean {guess!r}?"
+                defined = allowed_list(backend_names) or "none"
+                self.error(
+                    setting.line,
+                    section.header,
+                    "default_backend",
+                    f"{message}; backends defined: {defined}",
+                )
+        else:
+            default_backend = ""
+        if section.kind != LISTEN and "default_backend" not in section.present:
+            defined = allowed_list(backend_names) or "none"
+            self.error(
+                section.line,
+                section.header,
+                "default_backend",
+                "a frontend needs 'default_backend = NAME'; backends"
+                f" defined: {defined}",
+            )
+
+        def get(keyword: str, default: Any) -> Any:
+            return self._get(section, defaults, keyword, default)
+
+        return Frontend(
+            name=section.name,
+            binds=tuple(section.binds),
+            default_backend=default_backend,
+            maxconn=get("maxconn", 0),
+            timeouts=self._timeouts(section, defaults),
+            log=get("log", True),
+            mode=get("mode", "tcp"),
+            dontlognull=get("option dontlognull", False),
+        )
+
+    def _backend(self, section: Section, defaults: Section) -> Backend:
+        default_server = defaults.default_server + section.default_server
+        servers: List[ServerSpec] = []
+        for name, entry in section.servers:
+            server, errors = parse_server(name, entry.value, entry.line, default_server)
+            for message in errors:
+                self.error(entry.line, section.header, entry.key, message)
+            if server is not None:
+                servers.append(server)
+        if not section.servers:
+            self.warn(
+                section.line,
+                section.header,
+                "",
+                "backend has no server; its connections are closed at once"
+                " and logged with <NOSRV>; add 'server NAME = ADDRESS:PORT'",
+            )
+
+        def get(keyword: str, default: Any) -> Any:
+            return self._get(section, defaults, keyword, default)
+
+        balance, balance_args = get("balance", ("roundrobin", ()))
+        return Backend(
+            name=section.name,
+            servers=tuple(servers),
+            balance=balance,
+            balance_args=balance_args,
+            hash_type=get("hash-type", "map-based"),
+            hash_balance_factor=get("hash-balance-factor", 0),
+            retries=get("retries", 3),
+            redispatch=get("option redispatch", 0),
+            timeouts=self._timeouts(section, defaults),
+            mode=get("mode", "tcp"),
+            allbackups=get("option allbackups", False),
+        )
+
+    def _missing_timeouts(self, section: Section, defaults: Section) -> None:
+        needed = []
+        if section.kind == FRONTEND or (
+            section.kind == LISTEN and "bind" in section.present
+        ):
+            needed.append("timeout client")
+        if section.kind in (BACKEND, LISTEN):
+            needed.extend(["timeout connect", "timeout server"])
+        missing = [
+            k
+            for k in needed
+            if self._get(section, defaults, k, None) is None
+            # A timeout with a bad value already has its error.
+            and not any(k in s.present and k not in s.settings for s in (section, defaults))
+        ]
+        if missing:
+            self.warn(
+                section.line,
+                section.header,
+                "",
+                f"missing timeouts: {allowed_list(missing)} not set here nor"
+                " in [defaults], so idle or unanswered connections are never"
+                " closed; set each to a non-zero time (for example"
+                " timeout connect = 5s, timeout client = 50s,"
+                " timeout server = 50s)",
+            )
+
+
+def parse_config_with_warnings(
+    text: str, source: str = "<memory>"
+) -> Tuple[Config, List[Problem]]:
+    """
+    Parse the text of an C{lb.ini} file.
+
+    @param source: The file name used in problems.
+    @return: The configuration and the warnings, in file order.
+    @raise ConfigError: With every error of the file (and its warnings).
+    """
+    reader = _Reader(source)
+    config = reader.read(text)
+    warnings = sort_problems(reader.warnings)
+    if reader.errors:
+        raise ConfigError(sort_problems(reader.errors), warnings)
+    return config, warnings
+
+
+def parse_config(text: str, source: str = "<memory>") -> Config:
+    """
+    Parse the text of an C{lb.ini} file, ignoring warnings.
+
+    @raise ConfigError: With every error of the file.
+    """
+    return parse_config_with_warnings(text, source)[0]
+
+
+def load_config_with_warnings(path: str) -> Tuple[Config, List[Problem]]:
+    """
+    Read and parse an C{lb.ini} file.
+
+    @return: The configuration and the warnings, in file order.
+    @raise ConfigError: With every error, including a file that cannot be
+        read.
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as error:
+        reason = error.strerror or str(error)
+        raise ConfigError(
+            [Problem(path, 0, "", "", f"cannot read the configuration: {reason}")]
+        )
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            [Problem(path, 0, "", "", f"the file is not UTF-8 text: {error}")]
+        )
+    return parse_config_with_warnings(text, path)
+
+
+def load_config(path: str) -> Config:
+    """
+    Read and parse an C{lb.ini} file, ignoring warnings.
+
+    @raise ConfigError: With every error, including a file that cannot be
+        read.
+    """
+    return load_config_with_warnings(path)[0]

@@ -1,0 +1,81 @@
+"""
+The contracts between l4lb's parts, as zope interfaces.
+"""
+
+from __future__ import annotations
+
+from zope.interface import Attribute, Interface
+
+
+class IBalancer(Interface):
+    """
+    Chooses a server of one backend for each new connection.
+
+    A balancer sees the backend's servers (L{l4lb.pool.Server} objects) and
+    keeps whatever index it needs.  Every hook but L{pick} may be a no-op;
+    L{l4lb.balancers.base.BalancerBase} provides those defaults.
+    """
+
+    name = Attribute("The algorithm's name as written after C{balance =}.")
+
+    needs_client_address = Attribute(
+        "True when L{pick} uses the client's address (hashing algorithms);"
+        " callers may then pass C{None} when they have none."
+    )
+
+    def pick(client_address, avoid):  # type: ignore[no-untyped-def]
+        """
+        Choose a server for a new connection.
+
+        @param client_address: The client's IP address as text, or C{None}.
+        @param avoid: A container of servers not to choose (those that
+            already failed this connection), unless nothing else is
+            eligible.
+        @return: A L{l4lb.pool.Server} that may take a connection now, or
+            C{None} when none can.
+        """
+
+    def server_up(server):  # type: ignore[no-untyped-def]
+        """
+        C{server} became eligible (up, ready, non-zero weight).
+        """
+
+    def server_down(server):  # type: ignore[no-untyped-def]
+        """
+        C{server} stopped being eligible.
+        """
+
+    def weight_changed(server):  # type: ignore[no-untyped-def]
+        """
+        C{server}'s effective weight changed.
+        """
+
+    def connection_taken(server):  # type: ignore[no-untyped-def]
+        """
+        A connection to C{server} was counted (after C{pick}).
+        """
+
+    def connection_dropped(server):  # type: ignore[no-untyped-def]
+        """
+        A connection to C{server} ended.
+        """
+
+
+class IBalancerFactory(Interface):
+    """
+    A plugin that makes L{IBalancer}s, found by name with
+    L{twisted.plugin.getPlugins}.
+    """
+
+    name = Attribute("The name used after C{balance =} in C{lb.ini}.")
+
+    def build(servers, args):  # type: ignore[no-untyped-def]
+        """
+        Make a balancer over C{servers}.
+
+        @param servers: The backend's L{l4lb.pool.Server} objects, in file
+            order.
+        @param args: The arguments written in parentheses after the name,
+            as a tuple of strings.
+        @return: An L{IBalancer} provider.
+        """

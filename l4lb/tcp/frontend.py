@@ -1,0 +1,74 @@
+"""
+A frontend's runtime state and the factory its listening ports use.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from twisted.internet.interfaces import IAddress
+from twisted.internet.protocol import Factory
+
+from l4lb.config.model import Backend as BackendSpec
+from l4lb.config.model import Frontend as FrontendSpec
+from l4lb.pool import BackendState
+from l4lb.tcp.limits import Gate
+from l4lb.tcp.relay import ClientLeg
+
+
+class FrontendState:
+    """
+    A running frontend.
+
+    @ivar spec: Its configuration.
+    @ivar name: Its name.
+    @ivar backend: The L{BackendState} its connections go to.
+    @ivar backend_spec: That backend's configuration (timeouts, retries).
+    @ivar gate: Its share of the connection limits.
+    @ivar reactor: The reactor its sessions use for time and connections.
+    @ivar sink: Where its connection logs go (C{None}: not logged).
+    @ivar total: Connections accepted since start.
+    """
+
+    def __init__(
+        self,
+        spec: FrontendSpec,
+        backend: BackendState,
+        gate: Gate,
+        reactor: Any,
+        sink: Optional[Any],
+    ) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.backend = backend
+        self.backend_spec: BackendSpec = backend.spec
+        self.gate = gate
+        self.reactor = reactor
+        self.sink = sink if spec.log else None
+        self.total = 0
+
+    @property
+    def current(self) -> int:
+        """
+        Connections open on this frontend now.
+        """
+        return self.gate.current
+
+
+class FrontendFactory(Factory):
+    """
+    Builds a L{ClientLeg} for each accepted connection of one frontend.
+    """
+
+    noisy = False
+
+    def __init__(self, frontend: FrontendState) -> None:
+        self.frontend = frontend
+
+    def buildProtocol(self, addr: Optional[IAddress]) -> ClientLeg:
+        """
+        Make the protocol of one accepted connection.
+        """
+        leg = ClientLeg()
+        leg.frontend = self.frontend
+        return leg

@@ -1,0 +1,550 @@
+"""
+One relayed TCP connection: a client leg, a server leg and the L{Session}
+that joins them.
+
+The life of a session::
+
+    accepted ──> connecting ──> established ──> closing ──> logged
+                  │  ▲  │                          ▲
+                  │  └──┘ retry (same server        │
+                  │       after a pause, or another │
+                  │       one when redispatching)   │
+                  └─────────────────────────────────┘ no server, refused,
+                                                      timed out, client left
+
+While connecting, the client's transport is paused, so nothing is read from
+the client until the server is up; a L{HangupWatcher} notices a client that
+resets meanwhile.  Once established, each transport is a streaming producer
+of the other: a slow reader on one side pauses reading on the other side, so
+memory stays bounded.  Both legs are half-closeable: an end of stream on one
+side shuts the write half of the other, and data keeps flowing the other
+way until both directions are done; then both sockets are closed.
+
+Timeouts follow HAProxy's rules: activity in either direction refreshes both
+sides, C{timeout tunnel} replaces C{client}/C{server} once established, and
+C{client-fin}/C{server-fin} apply to a side that has half-closed.  The hot
+path (L{ClientLeg.dataReceived}, L{ServerLeg.dataReceived}) only writes the
+chunk, adds its length and notes the time; timers are checked lazily.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, List, Optional
+
+from twisted.internet import error
+from twisted.internet.interfaces import (
+    IAddress,
+    IConnector,
+    IHalfCloseableProtocol,
+    IReactorFDSet,
+)
+from twisted.internet.protocol import ClientFactory, Protocol
+from twisted.python import log
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from l4lb.logs import ConnectionRecord, format_tcplog
+from l4lb.tcp.watch import HangupWatcher
+
+if TYPE_CHECKING:
+    from l4lb.pool import Server
+    from l4lb.tcp.frontend import FrontendState
+
+CONNECTING = "connecting"
+ESTABLISHED = "established"
+CLOSING = "closing"
+DONE = "done"
+
+# HAProxy waits this long at most before retrying the same server.
+RETRY_PAUSE = 1.0
+
+_INFINITY = float("inf")
+
+
+@implementer(IHalfCloseableProtocol)
+class ClientLeg(Protocol):
+    """
+    The accepted connection from a client.
+
+    @ivar frontend: The L{FrontendState} that accepted it (set by the
+        factory).
+    @ivar session: Its L{Session}, made when the connection is made.
+    """
+
+    frontend: "FrontendState"
+    session: "Session"
+    transport: Any
+
+    def connectionMade(self) -> None:
+        """
+        Start a session for the new connection.
+        """
+        self.session = Session(self.frontend, self)
+        self.session.start()
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Relay a chunk from the client to the server.
+        """
+        session = self.session
+        session.bytes_in += len(data)
+        session.last_activity = session.seconds()
+        session.server_write(data)
+
+    def readConnectionLost(self) -> None:
+        """
+        The client shut its write half.
+        """
+        self.session.client_eof()
+
+    def writeConnectionLost(self) -> None:
+        """
+        Our write half towards the client is shut; nothing to do.
+        """
+
+    def connectionLost(self, reason: Failure = error.ConnectionDone()) -> None:  # type: ignore[assignment]
+        """
+        The client's socket is closed.
+        """
+        self.session.client_lost(reason)
+
+
+@implementer(IHalfCloseableProtocol)
+class ServerLeg(Protocol):
+    """
+    The connection to the chosen server.
+
+    @ivar session: The L{Session} it belongs to.
+    """
+
+    transport: Any
+
+    def __init__(self, session: "Session") -> None:
+        self.session = session
+
+    def connectionMade(self) -> None:
+        """
+        The server accepted the connection: start relaying.
+        """
+        self.session.server_connected(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Relay a chunk from the server to the client.
+        """
+        session = self.session
+        session.bytes_out += len(data)
+        session.last_activity = session.seconds()
+        session.client_write(data)
+
+    def readConnectionLost(self) -> None:
+        """
+        The server shut its write half.
+        """
+        self.session.server_eof()
+
+    def writeConnectionLost(self) -> None:
+        """
+        Our write half towards the server is shut; nothing to do.
+        """
+
+    def connectionLost(self, reason: Failure = error.ConnectionDone()) -> None:  # type: ignore[assignment]
+        """
+        The server's socket is closed.
+        """
+        self.session.server_lost(reason)
+
+
+def _discard(data: bytes) -> None:
+    pass
+
+
+def _unregister(transport: Any) -> None:
+    """
+    Unregister a transport's producer, if it has one: a transport with a
+    producer does not close until it is unregistered.
+    """
+    if transport is not None and getattr(transport, "producer", None) is not None:
+        transport.unregisterProducer()
+
+
+def _stop_connecting(connector: Optional[IConnector]) -> None:
+    """
+    Abandon a connection attempt; its failure callback is then ignored
+    because the session no longer refers to C{connector}.
+    """
+    if connector is None:
+        return
+    try:
+        connector.stopConnecting()
+    except error.NotConnectingError:
+        pass
+
+
+class Session(ClientFactory):
+    """
+    One client connection relayed to one server.
+
+    It is also the factory of its server connection attempts.
+
+    @ivar state: C{"connecting"}, C{"established"}, C{"closing"} or
+        C{"done"}.
+    @ivar server: The L{Server} assigned to it, if any.
+    @ivar retries: Connection attempts after the first.
+    @ivar redispatched: Whether a retry went to another server.
+    @ivar bytes_in: Bytes relayed from the client to the server.
+    @ivar bytes_out: Bytes relayed from the server to the client.
+    @ivar termination: The two-character termination state, once known.
+    """
+
+    noisy = False
+
+    def __init__(self, frontend: "FrontendState", client: ClientLeg) -> None:
+        reactor = frontend.reactor
+        self.reactor = reactor
+        self.seconds = reactor.seconds
+        self.frontend = frontend
+        self.backend = frontend.backend
+        self.timeouts = frontend.backend_spec.timeouts
+        self.client_timeouts = frontend.spec.timeouts
+        self.client = client
+        self.server_leg: Optional[ServerLeg] = None
+        self.server: Optional["Server"] = None
+        self.accepted = reactor.seconds()
+        self.connected_at: Optional[float] = None
+        self.retries = 0
+        self.redispatched = False
+        self.tried: List["Server"] = []
+        self.connector: Optional[IConnector] = None
+        self.timer: Any = None
+        self.watcher: Optional[HangupWatcher] = None
+        self.last_activity = self.accepted
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.client_eof_seen = False
+        self.server_eof_seen = False
+        self.client_closed = False
+        self.server_closed = True
+        self.state = CONNECTING
+        self.termination: Optional[str] = None
+        self.server_write = _discard
+        self.client_write = _discard
+        peer = client.transport.getPeer()
+        self.client_host: str = getattr(peer, "host", "unix")
+        self.client_port: int = getattr(peer, "port", 0)
+
+    # -- connecting --------------------------------------------------------
+
+    def start(self) -> None:
+        """
+        Pause the client and connect to a server.
+        """
+        self.frontend.total += 1
+        self.frontend.gate.acquire()
+        self.backend.current += 1
+        self.backend.total += 1
+        transport = self.client.transport
+        transport.pauseProducing()
+        sock = getattr(transport, "socket", None)
+        if sock is not None and IReactorFDSet.providedBy(self.reactor):
+            self.watcher = HangupWatcher(sock, self.reactor, self._client_hung_up)
+            self.watcher.start()
+        server = self.backend.pick(self.client_host, ())
+        if server is None:
+            self._abort("SC")
+            return
+        self._assign(server)
+        self._connect()
+
+    def _assign(self, server: "Server") -> None:
+        self.server = server
+        self.backend.take(server)
+
+    def _unassign(self) -> None:
+        if self.server is not None:
+            self.backend.drop(self.server)
+            self.server = None
+
+    def _connect(self) -> None:
+        server = self.server
+        assert server is not None and server.address is not None
+        self.server_closed = False
+        self.connector = self.reactor.connectTCP(
+            server.address, server.port, self, timeout=None
+        )
+        timeout = self.timeouts.connect
+        if timeout is not None:
+            self.timer = self.reactor.callLater(timeout, self._connect_timed_out)
+
+    def buildProtocol(self, addr: IAddress) -> Optional[ServerLeg]:  # type: ignore[override]
+        """
+        Make the server leg once the server accepted.
+        """
+        if self.state != CONNECTING:
+            return None
+        return ServerLeg(self)
+
+    def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
+        """
+        A connection attempt failed; retry or give up.
+        """
+        if connector is not self.connector:
+            return
+        self.connector = None
+        self._cancel_timer()
+        self._attempt_failed("s" if reason.check(error.TimeoutError) else "S")
+
+    def clientConnectionLost(self, connector: IConnector, reason: Failure) -> None:
+        """
+        Nothing to do: L{ServerLeg.connectionLost} reports it.
+        """
+
+    def _connect_timed_out(self) -> None:
+        self.timer = None
+        connector, self.connector = self.connector, None
+        _stop_connecting(connector)
+        self._attempt_failed("s")
+
+    def _attempt_failed(self, who: str) -> None:
+        self.server_closed = True
+        server = self.server
+        assert server is not None
+        server.failed_connects += 1
+        if self.retries >= self.frontend.backend_spec.retries:
+            self._abort(who + "C")
+            return
+        self.retries += 1
+        self.tried.append(server)
+        if self._redispatch_now():
+            replacement = self.backend.pick(self.client_host, self.tried)
+            if replacement is not None and replacement is not server:
+                self.redispatched = True
+                self._unassign()
+                self._assign(replacement)
+                self._connect()
+                return
+        pause = min(self.timeouts.connect or RETRY_PAUSE, RETRY_PAUSE)
+        self.timer = self.reactor.callLater(pause, self._retry)
+
+    def _redispatch_now(self) -> bool:
+        interval = self.frontend.backend_spec.redispatch
+        if interval == 0:
+            return False
+        if interval > 0:
+            return self.retries % interval == 0
+        return self.retries == self.frontend.backend_spec.retries + interval + 1
+
+    def _retry(self) -> None:
+        self.timer = None
+        self._connect()
+
+    def _client_hung_up(self) -> None:
+        self.watcher = None
+        if self.state == CONNECTING:
+            self._abort("CC")
+
+    def server_connected(self, leg: ServerLeg) -> None:
+        """
+        The server accepted: wire the legs together and resume the client.
+        """
+        self._cancel_timer()
+        self.connector = None
+        self.state = ESTABLISHED
+        self.server_leg = leg
+        now = self.seconds()
+        self.connected_at = now
+        self.last_activity = now
+        server_transport = leg.transport
+        client_transport = self.client.transport
+        self.server_write = server_transport.write
+        self.client_write = client_transport.write
+        client_transport.registerProducer(server_transport, True)
+        server_transport.registerProducer(client_transport, True)
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher = None
+        client_transport.resumeProducing()
+        self._arm_idle_timer()
+
+    # -- established -------------------------------------------------------
+
+    def client_eof(self) -> None:
+        """
+        The client shut its write half: shut the server's.
+        """
+        if self.client_eof_seen or self.state != ESTABLISHED:
+            return
+        self.client_eof_seen = True
+        self.last_activity = self.seconds()
+        assert self.server_leg is not None
+        server_transport = self.server_leg.transport
+        _unregister(server_transport)
+        server_transport.loseWriteConnection()
+        self._half_closed()
+
+    def server_eof(self) -> None:
+        """
+        The server shut its write half: shut the client's.
+        """
+        if self.server_eof_seen or self.state != ESTABLISHED:
+            return
+        self.server_eof_seen = True
+        self.last_activity = self.seconds()
+        client_transport = self.client.transport
+        _unregister(client_transport)
+        client_transport.loseWriteConnection()
+        self._half_closed()
+
+    def _half_closed(self) -> None:
+        if self.client_eof_seen and self.server_eof_seen:
+            self._close("--")
+        else:
+            self._arm_idle_timer()
+
+    def _idle_limit(self) -> tuple[float, str]:
+        """
+        The idle time allowed now, and the termination state if it passes.
+        """
+        client_side = self.client_timeouts.client
+        server_side = self.timeouts.server
+        tunnel = self.timeouts.tunnel
+        if tunnel is not None:
+            client_side = server_side = tunnel
+        if self.client_eof_seen and self.client_timeouts.client_fin is not None:
+            client_side = self.client_timeouts.client_fin
+        if self.server_eof_seen and self.timeouts.server_fin is not None:
+            server_side = self.timeouts.server_fin
+        c = _INFINITY if client_side is None else client_side
+        s = _INFINITY if server_side is None else server_side
+        if c <= s:
+            return c, "cD"
+        return s, "sD"
+
+    def _arm_idle_timer(self) -> None:
+        self._cancel_timer()
+        limit, _ = self._idle_limit()
+        if limit != _INFINITY:
+            delay = max(0.0, self.last_activity + limit - self.seconds())
+            self.timer = self.reactor.callLater(delay, self._idle_check)
+
+    def _idle_check(self) -> None:
+        self.timer = None
+        limit, termination = self._idle_limit()
+        if self.seconds() - self.last_activity >= limit:
+            self._abort(termination)
+        else:
+            self._arm_idle_timer()
+
+    # -- closing -----------------------------------------------------------
+
+    def _unwire(self) -> None:
+        _unregister(self.client.transport)
+        if self.server_leg is not None:
+            _unregister(self.server_leg.transport)
+
+    def _close(self, termination: str) -> None:
+        """
+        End the session gracefully: flush what is buffered, then close both
+        sockets.  The idle timer keeps running so that a peer that never
+        reads cannot hold the session open forever.
+        """
+        if self.termination is None:
+            self.termination = termination
+        self.state = CLOSING
+        self._unwire()
+        self.client.transport.loseConnection()
+        if self.server_leg is not None:
+            self.server_leg.transport.loseConnection()
+        self._arm_idle_timer()
+
+    def _abort(self, termination: str) -> None:
+        """
+        End the session now, dropping what is buffered.
+        """
+        if self.termination is None:
+            self.termination = termination
+        self.state = CLOSING
+        self._cancel_timer()
+        if self.watcher is not None:
+            self.watcher.stop()
+            self.watcher = None
+        if self.connector is not None:
+            connector, self.connector = self.connector, None
+            _stop_connecting(connector)
+            self.server_closed = True
+        self._unwire()
+        if not self.client_closed:
+            self.client.transport.abortConnection()
+        if self.server_leg is not None and not self.server_closed:
+            self.server_leg.transport.abortConnection()
+        self._maybe_done()
+
+    def client_lost(self, reason: Failure) -> None:
+        """
+        The client's socket closed.
+        """
+        self.client_closed = True
+        if self.state == CONNECTING:
+            self._abort("CC")
+        elif self.state == ESTABLISHED:
+            self._close("CD")
+        self._maybe_done()
+
+    def server_lost(self, reason: Failure) -> None:
+        """
+        The server's socket closed.
+        """
+        self.server_closed = True
+        if self.state == ESTABLISHED:
+            self._close("SD")
+        self._maybe_done()
+
+    def _cancel_timer(self) -> None:
+        timer, self.timer = self.timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _maybe_done(self) -> None:
+        if self.state == DONE or not (self.client_closed and self.server_closed):
+            return
+        self.state = DONE
+        self._cancel_timer()
+        frontend = self.frontend
+        backend = self.backend
+        server = self.server
+        if frontend.sink is not None:
+            try:
+                frontend.sink.write(format_tcplog(self._record()))
+            except Exception:
+                log.err(None, "l4lb: cannot log a connection")
+        if server is not None:
+            backend.drop(server)
+            self.server = None
+        backend.current -= 1
+        frontend.gate.release()
+
+    def _record(self) -> ConnectionRecord:
+        server = self.server
+        accepted = self.accepted
+        connect_time = None
+        if self.connected_at is not None:
+            connect_time = self.connected_at - accepted
+        return ConnectionRecord(
+            client_host=self.client_host,
+            client_port=self.client_port,
+            accepted=accepted,
+            frontend=self.frontend.name,
+            backend=self.backend.name,
+            server=server.name if server is not None else None,
+            queue_time=0.0 if server is not None else None,
+            connect_time=connect_time,
+            total_time=self.seconds() - accepted,
+            bytes_out=self.bytes_out,
+            termination=self.termination or "--",
+            actconn=self.frontend.gate.limiter.current,
+            feconn=self.frontend.gate.current,
+            beconn=self.backend.current,
+            srvconn=server.current if server is not None else 0,
+            retries=self.retries,
+            redispatched=self.redispatched,
+        )
