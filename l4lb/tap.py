@@ -12,10 +12,13 @@ import sys
 from typing import Any, Optional
 
 from twisted.application.service import IService
+from twisted.logger import Logger
 from twisted.python import usage
 
-from l4lb.config import ConfigError, load_config
+from l4lb.config import ConfigError, load_config_with_warnings
 from l4lb.service import BalancerService, BindError
+
+_log = Logger(namespace="l4lb")
 
 
 class Options(usage.Options):
@@ -72,14 +75,12 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> IService:
 
         raise SystemExit(main(["check", path]))
     try:
-        config = load_config(path)
+        config, warnings = load_config_with_warnings(path)
     except ConfigError as e:
         sys.stderr.write(f"{e}\n")
         raise SystemExit(1)
-    except OSError as e:
-        sys.stderr.write(f"{path}: cannot read the configuration: {e.strerror}\n")
-        raise SystemExit(1)
-
+    for warning in warnings:
+        _log.warn("{warning}", warning=str(warning))
     reactor.callWhenRunning(_stop_on_sigterm, reactor)
     return TwistdService(config, reactor)
 

@@ -68,6 +68,7 @@ class Relay:
         redispatch: int = -1,
         maxconn: int = 0,
         global_maxconn: int = 0,
+        dontlognull: bool = False,
     ) -> None:
         self.reactor = MemoryReactorClock()
         self.sink = MemorySink()
@@ -79,7 +80,12 @@ class Relay:
             timeouts=timeouts,
         )
         frontend_spec = Frontend(
-            name="fe", binds=(), default_backend="be", maxconn=maxconn, timeouts=timeouts
+            name="fe",
+            binds=(),
+            default_backend="be",
+            maxconn=maxconn,
+            timeouts=timeouts,
+            dontlognull=dontlognull,
         )
         self.backend = BackendState(backend_spec, find_factory("roundrobin"))
         self.limiter = ConnectionLimiter(global_maxconn)

@@ -328,3 +328,19 @@ def test_counters_return_to_zero() -> None:
     assert relay.backend.current == 0
     assert [srv.current for srv in relay.backend.servers] == [0, 0]
     assert len(relay.sink.lines) == 3
+
+
+def test_dontlognull_skips_connections_without_data() -> None:
+    """With `option dontlognull`, a connection that carried no byte is not
+    logged, and one that did is."""
+    relay = Relay(dontlognull=True)
+    for payload in (b"", b"x"):
+        client, ct = relay.accept()
+        server, st = relay.complete()
+        if payload:
+            client.dataReceived(payload)
+        client.readConnectionLost()
+        server.readConnectionLost()
+        client.connectionLost(DONE)
+        server.connectionLost(DONE)
+    assert len(relay.sink.lines) == 1

@@ -17,8 +17,6 @@ import attr
 from l4lb.config.errors import InvalidValue
 from l4lb.config.model import LogTarget
 from l4lb.config.units import (
-    FALSE_WORDS,
-    TRUE_WORDS,
     allowed_list,
     not_allowed,
     parse_bool,
@@ -319,10 +317,6 @@ def parse_hash_balance_factor(text: str) -> int:
     return value
 
 
-def _option_bool(text: Optional[str]) -> bool:
-    return parse_bool(text)
-
-
 #: Parsers of values that need nothing but their text.  A parser that
 #: accepts C{None} allows the key to be written without C{=}.
 SIMPLE_VALUES: Dict[str, Callable[[str], object]] = {
@@ -340,10 +334,7 @@ for _timeout in FRONTEND_TIMEOUTS + BACKEND_TIMEOUTS:
 #: Keys that may be written without a value (C{option tcplog}).
 BARE_VALUES: Dict[str, Callable[[Optional[str]], object]] = {
     "option redispatch": parse_redispatch,
-    "option tcplog": _option_bool,
-    "option dontlognull": _option_bool,
-    "option allbackups": _option_bool,
+    "option tcplog": parse_bool,
+    "option dontlognull": parse_bool,
+    "option allbackups": parse_bool,
 }
-
-#: Words accepted as booleans, for the documentation and messages.
-BOOLEAN_WORDS = TRUE_WORDS + FALSE_WORDS

@@ -512,7 +512,9 @@ class Session(ClientFactory):
         frontend = self.frontend
         backend = self.backend
         server = self.server
-        if frontend.sink is not None:
+        if frontend.sink is not None and not (
+            frontend.spec.dontlognull and self.bytes_in == 0 and self.bytes_out == 0
+        ):
             try:
                 frontend.sink.write(format_tcplog(self._record()))
             except Exception:
