@@ -5,7 +5,7 @@ relay and (later) the stats read and change.
 
 from __future__ import annotations
 
-from typing import Container, List, Optional
+from typing import Any, Callable, Container, List, Optional, Set
 
 from zope.interface import Interface
 
@@ -28,6 +28,9 @@ class Server:
     @ivar current: Connections open to it now.
     @ivar total: Connections it was given since start.
     @ivar failed_connects: Connection attempts to it that failed.
+    @ivar sessions: The relay sessions assigned to it now (connecting or
+        established), so that they can be listed or shut down.
+    @ivar backend: The L{BackendState} it belongs to.
     """
 
     __slots__ = (
@@ -41,6 +44,7 @@ class Server:
         "current",
         "total",
         "failed_connects",
+        "sessions",
         "backend",
     )
 
@@ -55,6 +59,7 @@ class Server:
         self.current = 0
         self.total = 0
         self.failed_connects = 0
+        self.sessions: Set[Any] = set()
         self.backend = backend
 
     @property
@@ -77,6 +82,46 @@ class Server:
             and self.address is not None
         )
 
+    def set_health(self, up: bool) -> None:
+        """
+        Record the outcome of health checking: C{up} or down.  The balancer
+        and the backend's listeners hear of a change in eligibility.
+        """
+        self._change(lambda: setattr(self, "up", up))
+
+    def set_admin(self, admin: str) -> None:
+        """
+        Set the administrative state: C{"ready"}, C{"drain"} or C{"maint"}.
+        """
+        if admin not in ("ready", "drain", "maint"):
+            raise ValueError(f"unknown server state {admin!r}; allowed: ready, drain, maint")
+        self._change(lambda: setattr(self, "admin", admin))
+
+    def set_weight(self, weight: int) -> None:
+        """
+        Set the effective weight (0-256).
+        """
+        if not 0 <= weight <= 256:
+            raise ValueError(f"weight {weight} out of range; allowed: 0-256")
+        self._change(lambda: setattr(self, "weight", weight))
+
+    def _change(self, apply: Callable[[], None]) -> None:
+        was_eligible, old_weight = self.eligible, self.weight
+        apply()
+        backend = self.backend
+        if backend is None:
+            return
+        balancer = backend.balancer
+        if self.eligible != was_eligible:
+            if self.eligible:
+                balancer.server_up(self)
+            else:
+                balancer.server_down(self)
+        elif self.weight != old_weight:
+            balancer.weight_changed(self)
+        for listener in list(backend.listeners):
+            listener(self)
+
     def __repr__(self) -> str:
         return f"<Server {self.name} {self.address}:{self.port}>"
 
@@ -91,6 +136,8 @@ class BackendState:
     @ivar balancer: Its L{l4lb.interfaces.IBalancer}.
     @ivar current: Connections open through it now.
     @ivar total: Connections it handled since start.
+    @ivar listeners: Callables called with a L{Server} after any change of
+        its state, admin state or weight (health logging, queues, stats).
     """
 
     def __init__(self, spec: BackendSpec, balancer_factory: Interface) -> None:
@@ -102,6 +149,7 @@ class BackendState:
         )
         self.current = 0
         self.total = 0
+        self.listeners: List[Callable[[Server], None]] = []
 
     def server(self, name: str) -> Server:
         """
@@ -120,17 +168,20 @@ class BackendState:
         """
         return self.balancer.pick(client_address, avoid)  # type: ignore[no-any-return]
 
-    def take(self, server: Server) -> None:
+    def take(self, server: Server, session: Any = None) -> None:
         """
-        Count a new connection to C{server}.
+        Count a new connection to C{server}, made by C{session}.
         """
         server.current += 1
         server.total += 1
+        if session is not None:
+            server.sessions.add(session)
         self.balancer.connection_taken(server)
 
-    def drop(self, server: Server) -> None:
+    def drop(self, server: Server, session: Any = None) -> None:
         """
-        Count the end of a connection to C{server}.
+        Count the end of C{session}'s connection to C{server}.
         """
         server.current -= 1
+        server.sessions.discard(session)
         self.balancer.connection_dropped(server)

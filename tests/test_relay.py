@@ -344,3 +344,27 @@ def test_dontlognull_skips_connections_without_data() -> None:
         client.connectionLost(DONE)
         server.connectionLost(DONE)
     assert len(relay.sink.lines) == 1
+
+
+def test_kill_closes_both_sides_with_the_given_state() -> None:
+    """kill() aborts both legs and logs the state it was given; the server
+    forgets the session."""
+    relay = Relay()
+    client, ct = relay.accept()
+    server, st = relay.complete()
+    srv = relay.backend.servers[0]
+    assert srv.sessions == {client.session}
+    client.session.kill("KD")
+    assert ct.aborted and st.aborted
+    client.connectionLost(DONE)
+    server.connectionLost(DONE)
+    assert fields(relay.sink.lines[0])[6] == "KD"
+    assert srv.sessions == set()
+
+
+def test_kill_while_connecting_cancels_the_attempt() -> None:
+    """kill() during connect stops the attempt."""
+    relay = Relay()
+    client, ct = relay.accept()
+    client.session.kill("DC")
+    assert relay.reactor.connectors[0].stoppedConnecting and ct.aborted

@@ -258,11 +258,11 @@ class Session(ClientFactory):
 
     def _assign(self, server: "Server") -> None:
         self.server = server
-        self.backend.take(server)
+        self.backend.take(server, self)
 
     def _unassign(self) -> None:
         if self.server is not None:
-            self.backend.drop(self.server)
+            self.backend.drop(self.server, self)
             self.server = None
 
     def _connect(self) -> None:
@@ -479,6 +479,17 @@ class Session(ClientFactory):
             self.server_leg.transport.abortConnection()
         self._maybe_done()
 
+    def kill(self, termination: str) -> None:
+        """
+        Close the session at once from outside: the server went down with
+        C{on-marked-down shutdown-sessions} (C{"DD"}), an administrator
+        shut it (C{"KD"}), and so on.  Nothing happens once it is closing.
+
+        @param termination: The two-character state to log.
+        """
+        if self.state in (CONNECTING, ESTABLISHED):
+            self._abort(termination)
+
     def client_lost(self, reason: Failure) -> None:
         """
         The client's socket closed.
@@ -520,7 +531,7 @@ class Session(ClientFactory):
             except Exception:
                 log.err(None, "l4lb: cannot log a connection")
         if server is not None:
-            backend.drop(server)
+            backend.drop(server, self)
             self.server = None
         backend.current -= 1
         frontend.gate.release()
