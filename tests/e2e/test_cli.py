@@ -171,3 +171,44 @@ def test_sigterm_stops_cleanly(servers: StartServer, balancers: BalancerFactory)
     lb.wait_for_records(1)
     assert lb.stop() == 0
     assert port_is_free(port)
+
+
+def test_bind_failure_exits_with_the_reason(
+    tmp_path: Path, rundir: Path, balancers: BalancerFactory
+) -> None:
+    """
+    A frontend that cannot bind (its second address is taken) makes l4lb
+    exit 1 with one line naming the frontend, the address and the reason,
+    and the first address, bound already, is released again.
+    """
+    import socket
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen(1)
+    busy = taken.getsockname()[1]
+    first = free_port()
+    text = render_config(
+        [FrontendSection("fe", "127.0.0.1", first, "be")],
+        [BackendSection("be", [ServerLine("s1", "127.0.0.1", free_port())])],
+    ).replace(f"bind = 127.0.0.1:{first}", f"bind = 127.0.0.1:{first}, 127.0.0.1:{busy}")
+    assert f"127.0.0.1:{busy}" in text
+    path = tmp_path / "busy.ini"
+    path.write_text(text)
+    lb = Balancer.l4lb(str(path), str(rundir), ["fe"])
+    balancers.started.append(lb)
+    try:
+        lb.start()
+        assert lb.process is not None
+        status = lb.process.wait(15)
+        lb.join_output()
+        output = "\n".join(lb.lines() + lb.stderr_lines())
+        assert status == 1, output
+        assert (
+            f"frontend 'fe' cannot listen on '127.0.0.1:{busy}': Address already in use"
+            in output
+        ), output
+        assert "Traceback" not in output
+        assert port_is_free(first)
+    finally:
+        taken.close()
