@@ -1,0 +1,94 @@
+"""
+Connection log lines: HAProxy's tcplog layout, and where they are written.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from l4lb.config.model import LogTarget
+from l4lb.logs import ConnectionRecord, LogSink, format_date, format_tcplog
+
+
+def record(**changes: object) -> ConnectionRecord:
+    values: dict = dict(
+        client_host="10.0.1.2",
+        client_port=33313,
+        accepted=0.0,
+        frontend="fnt",
+        backend="bck",
+        server="srv1",
+        queue_time=0.0,
+        connect_time=0.0,
+        total_time=5.007,
+        bytes_out=212,
+        termination="--",
+        actconn=0,
+        feconn=0,
+        beconn=0,
+        srvconn=0,
+        retries=3,
+    )
+    values.update(changes)
+    return ConnectionRecord(**values)
+
+
+def test_reference_example(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The layout matches HAProxy's documented tcplog example field for field."""
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    try:
+        accepted = 1233922371.443  # 06/Feb/2009:12:12:51.443 UTC
+        line = format_tcplog(record(accepted=accepted))
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert line == (
+        "10.0.1.2:33313 [06/Feb/2009:12:12:51.443] fnt bck/srv1 0/0/5007 212 --"
+        " 0/0/0/0/3 0/0"
+    )
+
+
+def test_unreached_phases_and_nosrv() -> None:
+    """A connection that never reached a server logs <NOSRV> and -1 timers."""
+    line = format_tcplog(
+        record(server=None, queue_time=None, connect_time=None, termination="SC")
+    )
+    assert " bck/<NOSRV> -1/-1/5007 212 SC " in line
+
+
+def test_redispatched_retries_have_a_plus() -> None:
+    """Retries that went to another server are written +N."""
+    assert " 0/0/0/0/+2 " in format_tcplog(record(retries=2, redispatched=True))
+
+
+def test_date_has_milliseconds() -> None:
+    """Accept dates carry milliseconds, zero-padded."""
+    assert format_date(time.mktime((2026, 3, 4, 5, 6, 7, 0, 0, -1)) + 0.009).endswith(
+        "04/Mar/2026:05:06:07.009"
+    )
+
+
+def test_file_sink_appends_and_reopens(tmp_path: Path) -> None:
+    """A file target gets one line per write, and reopen() starts writing to
+    a new file after the old one was moved away (log rotation)."""
+    path = tmp_path / "l4lb.log"
+    sink = LogSink(LogTarget(kind="file", path=str(path)))
+    sink.write("one")
+    path.rename(tmp_path / "l4lb.log.1")
+    sink.write("two")
+    sink.reopen()
+    sink.write("three")
+    sink.close()
+    assert (tmp_path / "l4lb.log.1").read_text() == "one\ntwo\n"
+    assert path.read_text() == "three\n"
+
+
+def test_none_sink_writes_nothing(tmp_path: Path) -> None:
+    """`log = none` writes nothing and does not fail."""
+    sink = LogSink(LogTarget(kind="none"))
+    sink.write("ignored")
+    sink.close()
