@@ -2,6 +2,7 @@
 The C{l4lb} command.
 
     l4lb check FILE     validate a configuration file, as haproxy -c -f FILE
+    l4lb ctl COMMAND    send a command to a running balancer's runtime API
 
 C{l4lb check} parses the file and resolves its server host names (without
 binding anything), prints warnings and errors on standard error, one per
@@ -40,7 +41,55 @@ def _parser() -> argparse.ArgumentParser:
         " valid, 1 when it is not.",
     )
     check.add_argument("file", metavar="FILE", help="the lb.ini file")
+    ctl = commands.add_parser(
+        "ctl",
+        help="send a command to the runtime API (stats socket)",
+        description="Send COMMAND to a running balancer's 'stats socket' and"
+        " print the answer, e.g. 'l4lb ctl show stat' or"
+        " 'l4lb ctl set server web/s1 state drain'.  Exit 1 when the socket"
+        " cannot be reached.",
+    )
+    ctl.add_argument(
+        "--socket",
+        metavar="PATH",
+        default=DEFAULT_SOCKET,
+        help=f"the runtime API's socket (default {DEFAULT_SOCKET})",
+    )
+    ctl.add_argument("words", metavar="COMMAND", nargs="+", help="the command, e.g. show info")
     return parser
+
+
+#: Where C{l4lb ctl} connects when C{--socket} is not given.
+DEFAULT_SOCKET = "/run/l4lb/admin.sock"
+
+
+def ctl(path: str, command: str, timeout: float = 30.0) -> int:
+    """
+    Run C{l4lb ctl}: send one command line to the UNIX socket C{path} and
+    copy the answer to standard output.
+
+    @return: The exit status: 0 once answered, 1 when the socket cannot be
+        reached.
+    """
+    import socket
+
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(path)
+            sock.sendall(command.encode("utf-8") + b"\n")
+            chunks = []
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+    except OSError as e:
+        sys.stderr.write(f"l4lb: cannot talk to {path}: {e.strerror or e}\n")
+        return 1
+    sys.stdout.write(b"".join(chunks).decode("utf-8", "replace"))
+    sys.stdout.flush()
+    return 0
 
 
 def _wait(reactor: Any, d: "Deferred[CheckReport]") -> CheckReport:
@@ -95,6 +144,8 @@ def main(argv: Optional[Sequence[str]] = None, reactor: Optional[Any] = None) ->
         return exit.code if isinstance(exit.code, int) else 2
     if args.command == "check":
         return check(args.file, reactor)
+    if args.command == "ctl":
+        return ctl(args.socket, " ".join(args.words))
     parser.print_usage(sys.stderr)
     sys.stderr.write("l4lb: error: a command is required, e.g. 'l4lb check FILE'\n")
     return 2

@@ -78,4 +78,48 @@ class IBalancerFactory(Interface):
         @param args: The arguments written in parentheses after the name,
             as a tuple of strings.
         @return: An L{IBalancer} provider.
+        @raise l4lb.balancers.base.BalancerArgumentError: When C{args} are
+            not valid.
+        """
+
+    def check_args(args):  # type: ignore[no-untyped-def]
+        """
+        Check the arguments written after the name, when the configuration
+        is read, so that C{l4lb check} reports them with the file and line.
+
+        @param args: The arguments as a tuple of strings.
+        @raise l4lb.balancers.base.BalancerArgumentError: When they are not
+            valid; its C{reason} says which values are allowed.
+        """
+
+
+class IHealthCheck(Interface):
+    """
+    One kind of active health check of one server: a TCP connect, a
+    C{tcp-check} sequence, an agent, and later UDP probes.
+
+    The monitor (L{l4lb.health.monitor.HealthMonitor}) calls L{run} on its
+    own timer, never twice at once, and feeds the result to the server's
+    state machine; a check knows nothing of timers, states or transports
+    other than its own.
+    """
+
+    kind = Attribute(
+        "C{'check'} for a health check (it decides whether the server is up),"
+        " C{'agent'} for an agent check (it reports weight and state)."
+    )
+
+    timeout = Attribute(
+        "Seconds after which a check that has not finished is abandoned and"
+        " reported as a timeout."
+    )
+
+    def run():  # type: ignore[no-untyped-def]
+        """
+        Check once.
+
+        @return: A L{twisted.internet.defer.Deferred} that fires with an
+            L{l4lb.health.status.CheckResult} within about L{timeout}
+            seconds.  Cancelling it abandons the check (its connection is
+            closed).  A failure is logged and counted as a failed check.
         """

@@ -11,6 +11,8 @@ from zope.interface import Interface
 
 from l4lb.config.model import Backend as BackendSpec
 from l4lb.config.model import ServerSpec
+from l4lb.udp.counters import UdpCounters
+from l4lb.queue import WaitQueue
 
 
 class Server:
@@ -31,6 +33,35 @@ class Server:
     @ivar sessions: The relay sessions assigned to it now (connecting or
         established), so that they can be listed or shut down.
     @ivar backend: The L{BackendState} it belongs to.
+    @ivar maxconn: The current connection limit (0: none); starts as the
+        configured one, an agent may change it.
+    @ivar observer: What is told of each connection attempt's outcome on
+        live traffic (C{observe layer4}), or C{None}: an object with
+        C{connect_failed()} and C{connect_succeeded()}.
+    @ivar health_text: The health as the stats show it: C{"no check"},
+        C{"UP"}, C{"UP 1/3"} (going down), C{"DOWN"}, C{"DOWN 1/2"} (going
+        up) or C{"DOWN (agent)"}.
+    @ivar check_status: The last health check's status code (C{"L4OK"},
+        C{"L4CON"}, ...; C{"INI"} before the first, C{""} without checks).
+    @ivar check_duration: Seconds the last health check took, or C{None}.
+    @ivar check_desc: What the last health check reported, or C{""}.
+    @ivar agent_status: The last agent check's status code, or C{""}.
+    @ivar agent_duration: Seconds the last agent check took, or C{None}.
+    @ivar agent_desc: What the last agent check reported, or C{""}.
+    @ivar failed_checks: Failed health checks since start (stats
+        C{chkfail}).
+    @ivar down_transitions: Transitions from UP to DOWN (stats C{chkdown}).
+    @ivar failed_hana: Times the passive checks' error limit was reached
+        (stats C{hanafail}).
+    @ivar last_change: When the health state last changed (reactor
+        seconds; 0 before the checks start).
+    @ivar down_time: Seconds spent DOWN, not counting the current spell
+        (stats C{downtime} adds it).
+    @ivar udp: Its UDP traffic (L{l4lb.udp.counters.UdpCounters}).
+    @ivar bytes_in: Bytes from clients relayed to it by connections that
+        have ended (the stats add the open ones).
+    @ivar bytes_out: Bytes from it relayed to clients by connections that
+        have ended.
     """
 
     __slots__ = (
@@ -46,6 +77,23 @@ class Server:
         "failed_connects",
         "sessions",
         "backend",
+        "maxconn",
+        "observer",
+        "health_text",
+        "check_status",
+        "check_duration",
+        "check_desc",
+        "agent_status",
+        "agent_duration",
+        "agent_desc",
+        "failed_checks",
+        "down_transitions",
+        "failed_hana",
+        "last_change",
+        "down_time",
+        "udp",
+        "bytes_in",
+        "bytes_out",
     )
 
     def __init__(self, spec: ServerSpec, backend: Optional["BackendState"] = None):
@@ -61,13 +109,42 @@ class Server:
         self.failed_connects = 0
         self.sessions: Set[Any] = set()
         self.backend = backend
+        self.maxconn = spec.maxconn
+        self.observer: Any = None
+        self.health_text = "no check"
+        self.check_status = ""
+        self.check_duration: Optional[float] = None
+        self.check_desc = ""
+        self.agent_status = ""
+        self.agent_duration: Optional[float] = None
+        self.agent_desc = ""
+        self.failed_checks = 0
+        self.down_transitions = 0
+        self.failed_hana = 0
+        self.last_change = 0.0
+        self.down_time = 0.0
+        self.udp = UdpCounters()
+        self.bytes_in = 0
+        self.bytes_out = 0
 
     @property
     def full(self) -> bool:
         """
         Whether the server is at its C{maxconn}.
         """
-        return 0 < self.spec.maxconn <= self.current
+        return 0 < self.maxconn <= self.current
+
+    @property
+    def status(self) -> str:
+        """
+        The state as the stats C{status} column shows it: C{"MAINT"},
+        C{"DRAIN"}, or L{health_text}.
+        """
+        if self.admin == "maint":
+            return "MAINT"
+        if self.admin == "drain" and self.up:
+            return "DRAIN"
+        return self.health_text
 
     @property
     def eligible(self) -> bool:
@@ -105,6 +182,14 @@ class Server:
             raise ValueError(f"weight {weight} out of range; allowed: 0-256")
         self._change(lambda: setattr(self, "weight", weight))
 
+    def set_maxconn(self, maxconn: int) -> None:
+        """
+        Set the current connection limit (0: none); listeners hear of it.
+        """
+        if maxconn < 0:
+            raise ValueError(f"maxconn {maxconn} out of range; allowed: 0 or more")
+        self._change(lambda: setattr(self, "maxconn", maxconn))
+
     def _change(self, apply: Callable[[], None]) -> None:
         was_eligible, old_weight = self.eligible, self.weight
         apply()
@@ -138,6 +223,10 @@ class BackendState:
     @ivar total: Connections it handled since start.
     @ivar listeners: Callables called with a L{Server} after any change of
         its state, admin state or weight (health logging, queues, stats).
+    @ivar udp: Its UDP traffic (L{l4lb.udp.counters.UdpCounters}).
+    @ivar queue: The L{l4lb.queue.WaitQueue} of connections waiting for a
+        free server slot; served when a connection ends and when a server
+        changes.
     """
 
     def __init__(self, spec: BackendSpec, balancer_factory: Interface) -> None:
@@ -149,7 +238,11 @@ class BackendState:
         )
         self.current = 0
         self.total = 0
+        self.udp = UdpCounters()
         self.listeners: List[Callable[[Server], None]] = []
+        self.queue = WaitQueue(self)
+        # Any change of a server may free a slot for a queued connection.
+        self.listeners.append(self.queue.serve)
 
     def server(self, name: str) -> Server:
         """
@@ -185,3 +278,12 @@ class BackendState:
         server.current -= 1
         server.sessions.discard(session)
         self.balancer.connection_dropped(server)
+        self.queue.serve(server)
+
+    def has_eligible(self) -> bool:
+        """
+        Whether any server may take connections at all (ignoring
+        C{maxconn}): when the balancer finds none free but this is true,
+        a new connection waits in L{queue}.
+        """
+        return any(s.eligible for s in self.servers)

@@ -22,10 +22,14 @@ from twisted.python.failure import Failure
 
 from l4lb.balancers import find_factory
 from l4lb.config.model import Config
+from l4lb.health.monitor import DEFAULT_BUILDERS, HealthMonitor
 from l4lb.logs import LogSink
 from l4lb.pool import BackendState
 from l4lb.tcp.frontend import FrontendFactory, FrontendState
 from l4lb.tcp.limits import ConnectionLimiter
+from l4lb.udp.check import udp_checks
+from l4lb.udp.frontend import UdpFrontend
+from l4lb.udp.sockets import listen_bind
 
 _log = Logger(namespace="l4lb")
 
@@ -56,10 +60,17 @@ class BalancerService(MultiService):
     @ivar reactor: The reactor everything runs on.
     @ivar backends: The L{BackendState}s by name.
     @ivar frontends: The L{FrontendState}s by name.
+    @ivar udp_frontends: The L{UdpFrontend}s (C{mode udp}) by name.
     @ivar limiter: The process-wide connection limit.
     @ivar ports: The listening ports of each frontend, once bound.
     @ivar ready: A L{Deferred} that fires once every frontend accepts
         connections (names resolved, ports open).
+    @ivar monitor: The L{HealthMonitor} of the servers' checks, a child
+        service.
+    @ivar admin_port: The runtime API's listening UNIX port (C{stats
+        socket}), or C{None}.
+    @ivar stats_port: The statistics pages' listening port (C{stats
+        bind}), or C{None}.
     """
 
     def __init__(self, config: Config, reactor: Any, sink: Optional[Any] = None) -> None:
@@ -80,9 +91,19 @@ class BalancerService(MultiService):
             b.name: BackendState(b, find_factory(b.balance)) for b in config.backends
         }
         self.frontends: Dict[str, FrontendState] = {}
+        self.udp_frontends: Dict[str, UdpFrontend] = {}
         self.ports: Dict[str, List[Any]] = {}
+        self.admin_port: Any = None
+        self.stats_port: Any = None
         self.ready: Deferred[None] = Deferred()
         self._bound = False
+        self.monitor = HealthMonitor(
+            list(self.backends.values()),
+            reactor,
+            builders={**DEFAULT_BUILDERS, "udp": udp_checks},
+            spread_checks=config.global_settings.spread_checks,
+        )
+        self.monitor.setServiceParent(self)
 
     def privilegedStartService(self) -> None:
         """
@@ -93,12 +114,19 @@ class BalancerService(MultiService):
         """
         if self._bound:
             return
-        self.sink = self._sink if self._sink is not None else LogSink(self.config.global_settings.log)
+        if self._sink is not None:
+            self.sink = self._sink
+        elif self.config.global_settings.log.kind != "none":
+            self.sink = LogSink(self.config.global_settings.log)
         for spec in self.config.frontends:
+            if spec.mode == "udp":
+                self._bind_udp(spec)
+                continue
             gate = self.limiter.gate(spec.maxconn)
             state = FrontendState(
                 spec, self.backends[spec.default_backend], gate, self.reactor, self.sink
             )
+            state.lean = self.config.global_settings.relay == "lean"
             self.frontends[spec.name] = state
             factory = FrontendFactory(state)
             ports = self.ports.setdefault(spec.name, [])
@@ -114,8 +142,80 @@ class BalancerService(MultiService):
                     ) from e
                 gate.add_port(port)
                 ports.append(port)
+        self._listen_admin()
+        self._listen_stats()
         self._bound = True
         super().privilegedStartService()
+
+    def _listen_admin(self) -> None:
+        """
+        Open the runtime API's socket when C{stats socket} is set.
+
+        @raise BindError: When it cannot listen; the frontends bound so far
+            are closed again first.
+        """
+        where = self.config.global_settings.stats_socket
+        if where is None:
+            return
+        from l4lb.admin.commands import AdminCommands
+        from l4lb.admin.protocol import listen_admin
+
+        try:
+            self.admin_port = listen_admin(
+                self.reactor, where.path, where.mode, AdminCommands(self, self.reactor)
+            )
+        except Exception as e:
+            self._close_ports()
+            raise BindError(f"stats socket cannot listen on '{where.path}': {_reason(e)}") from e
+
+    def _listen_stats(self) -> None:
+        """
+        Open the statistics pages when C{stats bind} is set.
+
+        @raise BindError: When they cannot listen; whatever was bound so far
+            is closed again first.
+        """
+        settings = self.config.global_settings
+        where = settings.stats_bind
+        if where is None:
+            return
+        from l4lb.admin.web import stats_site
+
+        host = where.host.replace(":", "\\:")
+        kind = "tcp6" if ":" in where.host else "tcp"
+        endpoint = serverFromString(self.reactor, f"{kind}:{where.port}:interface={host}")
+        try:
+            self.stats_port = _listen_now(
+                endpoint, stats_site(self, self.reactor, settings.stats_auth)
+            )
+        except Exception as e:
+            self._close_ports()
+            raise BindError(
+                f"stats bind cannot listen on '{where.host}:{where.port}': {_reason(e)}"
+            ) from e
+
+    def _bind_udp(self, spec: Any) -> None:
+        """
+        Bind a C{mode udp} frontend's addresses; its ports read nothing
+        until the service is ready.
+        """
+        udp = UdpFrontend(
+            spec, self.backends[spec.default_backend], self.reactor, self.sink, default_maxconn()
+        )
+        self.udp_frontends[spec.name] = udp
+        ports = self.ports.setdefault(spec.name, [])
+        for bind in spec.binds:
+            try:
+                port = listen_bind(self.reactor, bind, udp.listener())
+            except Exception as e:
+                self._close_ports()
+                where = f"{self.config.source}:{bind.line}: " if bind.line else ""
+                raise BindError(
+                    f"{where}frontend '{spec.name}' cannot listen on UDP"
+                    f" '{bind.text or bind.endpoint}': {_reason(e)}"
+                ) from e
+            port.stopReading()
+            ports.append(port)
 
     def startService(self) -> None:
         """
@@ -161,22 +261,90 @@ class BalancerService(MultiService):
         for name, state in self.frontends.items():
             state.gate.open()
             _log.info("Proxy {name} started.", name=name)
+        for name in self.udp_frontends:
+            for port in self.ports.get(name, []):
+                port.startReading()
+            _log.info("Proxy {name} started.", name=name)
         for name in self.backends:
-            if name not in self.frontends:
+            if name not in self.frontends and name not in self.udp_frontends:
                 _log.info("Proxy {name} started.", name=name)
         if not self.ready.called:
             self.ready.callback(None)
 
     def stopService(self) -> "Deferred[Any]":
         """
-        Stop listening.  Established connections are left to finish.
+        Stop listening and checking at once, then let established
+        connections finish for up to C{hard-stop-after} seconds; those
+        still open then are closed (logged C{KD}).  The returned
+        L{Deferred} fires once no connection is left (or shortly after the
+        forced close), so that twistd exits only then.
         """
-        super().stopService()
-        d = self._close_ports()
+        children = super().stopService()
+        for udp in self.udp_frontends.values():
+            udp.stop()
+        d = DeferredList([children, self._close_ports()], consumeErrors=True)
+        d.addBoth(lambda r: self._drain(self.config.global_settings.hard_stop_after))
         if self.sink is not None and self._sink is None:
             sink = self.sink
             d.addBoth(lambda r: (sink.close(), r)[1])
         return d
+
+    def open_sessions(self) -> List[Any]:
+        """
+        The TCP sessions open now: those assigned to a server and those
+        waiting in a backend's queue.
+        """
+        sessions: List[Any] = []
+        for backend in self.backends.values():
+            for server in backend.servers:
+                sessions.extend(server.sessions)
+            sessions.extend(getattr(backend.queue, "_waiting", ()))
+        return sessions
+
+    def _drain(self, grace: float) -> "Deferred[None]":
+        """
+        Fire once every TCP connection has ended, closing those still open
+        after C{grace} seconds.
+        """
+        if self.limiter.current <= 0:
+            return succeed(None)
+        done: Deferred[None] = Deferred()
+        deadline = self.reactor.seconds() + grace
+        _log.info(
+            "Stopping: waiting up to {grace}s for {count} connection(s) to finish.",
+            grace=grace,
+            count=self.limiter.current,
+        )
+
+        def poll(forced: bool) -> None:
+            now = self.reactor.seconds()
+            if self.limiter.current <= 0 or (forced and now >= deadline + _FORCE_WAIT):
+                done.callback(None)
+                return
+            if not forced and now >= deadline:
+                sessions = self.open_sessions()
+                _log.warn(
+                    "hard-stop-after reached: closing {count} connection(s).",
+                    count=len(sessions),
+                )
+                for session in sessions:
+                    kill = getattr(session, "kill", None)
+                    if kill is not None:
+                        phase = {"queued": "Q", "connecting": "C"}.get(session.state, "D")
+                        kill("K" + phase)
+                forced = True
+            self.reactor.callLater(_DRAIN_POLL, poll, forced)
+
+        poll(False)
+        return done
+
+    def reopen_logs(self) -> None:
+        """
+        Re-open the connection log's file (after log rotation; SIGUSR1).
+        """
+        if self.sink is not None:
+            self.sink.reopen()
+            _log.info("Log files reopened.")
 
     def _close_ports(self) -> "Deferred[Any]":
         closing = []
@@ -187,10 +355,21 @@ class BalancerService(MultiService):
                     state.gate.remove_port(port)
                 closing.append(_maybe_deferred(port.stopListening()))
             ports.clear()
+        for attribute in ("admin_port", "stats_port"):
+            admin = getattr(self, attribute)
+            setattr(self, attribute, None)
+            if admin is not None:
+                closing.append(_maybe_deferred(admin.stopListening()))
         for state in self.frontends.values():
             self.limiter.remove(state.gate)
         self._bound = False
         return DeferredList(closing, consumeErrors=True)
+
+
+#: Seconds between checks for the end of connections while stopping.
+_DRAIN_POLL = 0.05
+#: Seconds allowed for forcibly closed connections to go before stopping.
+_FORCE_WAIT = 1.0
 
 
 def _maybe_deferred(result: Any) -> "Deferred[Any]":

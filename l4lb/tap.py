@@ -82,7 +82,26 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> IService:
     for warning in warnings:
         _log.warn("{warning}", warning=str(warning))
     reactor.callWhenRunning(_stop_on_sigterm, reactor)
-    return TwistdService(config, reactor)
+    service = TwistdService(config, reactor)
+    reactor.callWhenRunning(_reopen_on_sigusr1, reactor, service)
+    return service
+
+
+def _reopen_on_sigusr1(reactor: Any, service: BalancerService) -> None:
+    """
+    Make SIGUSR1 re-open the log files, as after log rotation.
+    """
+    import signal
+
+    previous = signal.getsignal(signal.SIGUSR1)
+
+    def reopen(signum: int, frame: Any) -> None:
+        reactor.callFromThread(service.reopen_logs)
+        # twistd rotates its own --logfile on SIGUSR1: keep doing that too.
+        if callable(previous):
+            previous(signum, frame)
+
+    signal.signal(signal.SIGUSR1, reopen)
 
 
 def _stop_on_sigterm(reactor: Any) -> None:
@@ -95,7 +114,16 @@ def _stop_on_sigterm(reactor: Any) -> None:
     """
     import signal
 
+    from twisted.internet.error import ReactorNotRunning
+
+    def stop_once() -> None:
+        # A second SIGTERM while connections drain changes nothing.
+        try:
+            reactor.stop()
+        except ReactorNotRunning:
+            pass
+
     def stop(signum: int, frame: Any) -> None:
-        reactor.callFromThread(reactor.stop)
+        reactor.callFromThread(stop_once)
 
     signal.signal(signal.SIGTERM, stop)

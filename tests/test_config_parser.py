@@ -322,7 +322,8 @@ def test_key_in_wrong_section_lists_allowed_keys() -> None:
     problem = only_error("[global]\nbalance = roundrobin\n")
     assert problem.key == "balance" and problem.line == 2
     assert "not allowed in a [global] section" in problem.message
-    assert problem.message.endswith("allowed here: log, maxconn, spread-checks")
+    assert "allowed here: hard-stop-after, log, maxconn, spread-checks, stats auth" in problem.message
+    assert problem.message.endswith("tune.relay")
 
 
 def test_unknown_two_word_key_suggests() -> None:
@@ -371,6 +372,7 @@ def test_forgotten_equals_sign() -> None:
         ("maxconn = many", "'many' is not an integer; expected an integer >= 1"),
         ("log = syslog", "allowed: stdout, stderr, none, or an absolute file path"),
         ("spread-checks = 51", "expected an integer from 0 to 50"),
+        ("tune.relay = splice", "lean, classic"),
     ],
 )
 def test_global_value_errors(line: str, message: str) -> None:
@@ -378,6 +380,12 @@ def test_global_value_errors(line: str, message: str) -> None:
     problem = only_error(f"[global]\n{line}\n")
     assert problem.line == 2 and problem.key == line.split(" =")[0]
     assert message in problem.message
+
+
+@pytest.mark.parametrize("text, expected", [("", "lean"), ("tune.relay = classic\n", "classic")])
+def test_global_relay(text: str, expected: str) -> None:
+    """C{tune.relay} picks the TCP data path; the lean one is the default."""
+    assert parse_config(f"[global]\n{text}").global_settings.relay == expected
 
 
 @pytest.mark.parametrize(
@@ -399,8 +407,7 @@ def test_global_log_targets(text: str, expected: LogTarget) -> None:
     "line, message",
     [
         ("mode = http", "l4lb is a Layer 4 balancer"),
-        ("mode = udp", "'udp' is not supported yet; allowed: tcp"),
-        ("mode = ftp", "'ftp' is not allowed; did you mean 'tcp'? Allowed: tcp"),
+        ("mode = ftp", "'ftp' is not allowed; did you mean 'tcp'? Allowed: tcp, udp"),
         ("retries = -1", "expected an integer >= 0"),
         ("option redispatch = maybe", "expected true, yes, on"),
         ("option tcplog = sometimes", "allowed: true, yes, on, 1, false, no, off, 0"),
@@ -427,7 +434,41 @@ def test_balance_with_arguments(monkeypatch: pytest.MonkeyPatch) -> None:
     config = parse_config(backend_config("balance = Random(3)\nserver a = 10.0.0.1:80\n"))
     assert (config.backends[0].balance, config.backends[0].balance_args) == ("random", ("3",))
     problem = only_error(backend_config("balance = random(0)\nserver a = 10.0.0.1:80\n"))
-    assert "expected an integer >= 1" in problem.message
+    assert "random(0): expected one number of draws from 1 to 100" in problem.message
+    assert problem.line == 11
+
+
+@pytest.mark.parametrize(
+    "balance, message",
+    [
+        ("roundrobin(3)", "roundrobin(3): takes no arguments"),
+        ("static-rr(1)", "static-rr(1): takes no arguments"),
+        ("leastconn(1)", "leastconn(1): takes no arguments"),
+        ("first(x)", "first(x): takes no arguments"),
+        ("source(2)", "source(2): takes no arguments"),
+        ("random(101)", "from 1 to 100"),
+        ("random(2, 3)", "from 1 to 100"),
+        ("random(two)", "from 1 to 100"),
+        ("maglev(65536)", "prime table size"),
+        ("maglev(1)", "prime table size"),
+    ],
+)
+def test_balance_arguments_checked(balance: str, message: str) -> None:
+    """Every algorithm's arguments are checked when the file is read, with its line."""
+    problem = only_error(backend_config(f"balance = {balance}\nserver a = 10.0.0.1:80\n"))
+    assert problem.key == "balance"
+    assert problem.line == 11
+    assert message in problem.message
+
+
+@pytest.mark.parametrize(
+    "balance, args",
+    [("random", ()), ("random(1)", ("1",)), ("maglev(251)", ("251",)), ("static-rr", ())],
+)
+def test_balance_arguments_accepted(balance: str, args: tuple) -> None:
+    """Valid arguments are kept as written."""
+    config = parse_config(backend_config(f"balance = {balance}\nserver a = 10.0.0.1:80\n"))
+    assert config.backends[0].balance_args == args
 
 
 def test_unknown_balance_lists_available(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -90,7 +90,7 @@ def test_every_option_word_is_accepted_and_recorded() -> None:
         " agent-send 'ready now' agent-addr 10.0.0.8 observe layer4 error-limit 5"
         " on-error mark-down on-marked-down shutdown-sessions"
         " on-marked-up shutdown-backup-sessions id 7 ca-file /etc/ca.pem crt /etc/c.pem"
-        " sni app.example verify required\n"
+        " sni app.example verify required hash-key addr-port\n"
     )
     (server,) = servers(line)
     words = [word for word, _ in server.options]

@@ -6,7 +6,7 @@ that names an algorithm.
 
 from __future__ import annotations
 
-from typing import Callable, Container, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Container, List, Optional, Sequence, Tuple
 
 import attr
 from twisted.plugin import IPlugin
@@ -30,6 +30,10 @@ class BalancerArgumentError(ValueError):
         self.arguments = args
         self.reason = reason
         super().__init__(f"balance {name}({', '.join(args)}): {reason}")
+
+
+# Misses of a walk after which it checks whether any server is usable.
+_MISSES_BEFORE_CHECK = 16
 
 
 @implementer(IBalancer)
@@ -76,6 +80,72 @@ class BalancerBase:
         self.allbackups = allbackups
         self._active = tuple(s for s in self.servers if not s.spec.backup)
         self._backups = tuple(s for s in self.servers if s.spec.backup)
+
+    @classmethod
+    def check_args(cls, args: Tuple[str, ...]) -> None:
+        """
+        Check the arguments written after the algorithm's name, when the
+        configuration is read.  The base accepts any; an algorithm that
+        takes none or a few overrides this and is then also called from
+        its C{__init__}.
+
+        @raise BalancerArgumentError: When C{args} are not valid.
+        """
+
+    def usable(self, server: Server, avoid: Container[Server] = ()) -> bool:
+        """
+        Whether C{server} may take a new connection now: eligible, not at
+        its C{maxconn} and not in C{avoid}.  It does not look at backups;
+        see L{candidates} for the whole rule.
+        """
+        return server.eligible and not server.full and server not in avoid
+
+    def active_in_use(self) -> bool:
+        """
+        Whether the active servers are the ones to choose from now (at
+        least one is eligible) rather than the backups.  Usually true at
+        the first server looked at.
+        """
+        for server in self._active:
+            if server.eligible:
+                return True
+        return False
+
+    def fallback(self, avoid: Container[Server]) -> Optional[Server]:
+        """
+        Return the first of L{candidates}, or C{None}: what an algorithm
+        with an index of its own returns when the index offers no usable
+        server (all avoided, a stale index).
+        """
+        found = self.candidates(avoid)
+        return found[0] if found else None
+
+    def walk(
+        self, entries: Sequence[Server], start: int, avoid: Container[Server] = ()
+    ) -> Optional[Server]:
+        """
+        Return the first usable server of C{entries} (a hash table or
+        ring's owners) from index C{start} on, going round; when there is
+        none, L{fallback}.
+
+        After a few misses it checks that some server is usable at all, so
+        that a backend whose servers are all full does not cost a walk over
+        the whole table.
+        """
+        size = len(entries)
+        index = start
+        for step in range(size):
+            server = entries[index]
+            if server.eligible and not server.full and server not in avoid:
+                return server
+            index += 1
+            if index == size:
+                index = 0
+            if step == _MISSES_BEFORE_CHECK:
+                found = self.candidates(avoid)
+                if not found or found[0] in avoid:
+                    break
+        return self.fallback(avoid)
 
     def candidates(self, avoid: Container[Server] = ()) -> List[Server]:
         """
@@ -156,6 +226,28 @@ class BalancerBase:
         return f"<{type(self).__name__} {self.name} over {len(self.servers)} servers>"
 
 
+def backend_setting(servers: Sequence[Server], name: str, default: Any) -> Any:
+    """
+    Return the setting C{name} (an attribute of L{l4lb.config.model.Backend},
+    such as C{hash_type}) of the backend C{servers} belong to, or
+    C{default} when they belong to none.
+    """
+    for server in servers:
+        if server.backend is not None:
+            return getattr(server.backend.spec, name)
+    return default
+
+
+def no_arguments(name: str, args: Tuple[str, ...]) -> None:
+    """
+    Refuse any argument after the algorithm C{name}.
+
+    @raise BalancerArgumentError: When C{args} is not empty.
+    """
+    if args:
+        raise BalancerArgumentError(name, args, "takes no arguments")
+
+
 def _backend_allbackups(servers: Sequence[Server]) -> bool:
     """
     Return the C{allbackups} setting of the backend C{servers} belong to,
@@ -196,3 +288,14 @@ class BalancerFactory:
         @raise BalancerArgumentError: When C{args} are not valid.
         """
         return self.balancer(servers, tuple(args))
+
+    def check_args(self, args: Tuple[str, ...]) -> None:
+        """
+        Check the arguments when the configuration is read, through the
+        balancer class's C{check_args} when it has one.
+
+        @raise BalancerArgumentError: When C{args} are not valid.
+        """
+        check = getattr(self.balancer, "check_args", None)
+        if check is not None:
+            check(tuple(args))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Container, Dict, Optional, Sequence, Tuple
 
-from l4lb.balancers.base import BalancerArgumentError, BalancerBase
+from l4lb.balancers.base import BalancerBase, no_arguments
 from l4lb.pool import Server
 
 
@@ -45,10 +45,16 @@ class RoundRobin(BalancerBase):
         @param allbackups: See L{BalancerBase}.
         @raise BalancerArgumentError: When C{args} is not empty.
         """
-        if args:
-            raise BalancerArgumentError(self.name, args, "takes no arguments")
+        self.check_args(args)
         super().__init__(servers, args, allbackups)
         self._score: Dict[Server, int] = {s: 0 for s in self.servers}
+
+    @classmethod
+    def check_args(cls, args: Tuple[str, ...]) -> None:
+        """
+        Refuse arguments: C{roundrobin} takes none.
+        """
+        no_arguments(cls.name, args)
 
     def pick(
         self, client_address: Optional[str], avoid: Container[Server] = ()

@@ -35,6 +35,7 @@ from l4lb.config.keywords import (
 )
 from l4lb.config.model import BindSpec
 from l4lb.config.servers import Option, check_name, parse_options, split_words
+from l4lb.config.tcpcheck import parse_rules
 from l4lb.config.units import not_allowed
 
 #: What a value looks like, for "missing value" messages.
@@ -46,10 +47,19 @@ SYNTAX = {
     "hash-balance-factor": "0 or an integer >= 100",
     "hash-type": "map-based or consistent",
     "maxconn": "an integer >= 1",
-    "mode": "tcp",
+    "mode": "tcp or udp",
+    "maxsessions": "an integer >= 1",
+    "udp-responses": "an integer >= 0 (0: no limit)",
+    "udp-requests": "an integer >= 0 (0: no limit)",
+    "udp-check send": "TEXT to send",
+    "udp-check send-binary": "HEX bytes to send",
+    "udp-check expect": "any, string TEXT or binary HEX",
+    "udp-check dns": "NAME [TYPE]",
     "retries": "an integer >= 0",
     "server": "ADDRESS:PORT [options]",
     "spread-checks": "an integer from 0 to 50",
+    "tune.relay": "lean or classic",
+    "tcp-check": "rules, one per line, such as: connect, send PING\\r\\n, expect string +PONG",
 }
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -285,6 +295,11 @@ class SectionReader:
             for message in errors:
                 problem(entry.line, message)
             section.default_server = options
+        elif keyword == "tcp-check":
+            rules, located = parse_rules(entry.pieces)
+            for line, message in located:
+                problem(line, message)
+            section.settings[keyword] = Setting(tuple(rules), entry.line)
         else:
             try:
                 value = self._simple(section.kind, keyword, entry.value)

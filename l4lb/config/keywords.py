@@ -16,6 +16,8 @@ import attr
 
 from l4lb.config.errors import InvalidValue
 from l4lb.config.model import LogTarget
+from l4lb.config.ops import OPS_GLOBAL_KEYS, OPS_VALUES
+from l4lb.config.udp import UDP_CHECK_KEYS, UDP_VALUES
 from l4lb.config.units import (
     allowed_list,
     not_allowed,
@@ -51,6 +53,10 @@ BACKEND_TIMEOUTS = (
     "timeout server-fin",
     "timeout tunnel",
 )
+#: Keys of C{mode udp} frontends.
+UDP_FRONTEND_KEYS = ("maxsessions", "timeout udp")
+#: Keys of C{mode udp} backends.
+UDP_BACKEND_KEYS = ("timeout udp", "udp-requests", "udp-responses") + UDP_CHECK_KEYS
 
 _FRONTEND_KEYS = (
     "bind",
@@ -60,7 +66,7 @@ _FRONTEND_KEYS = (
     "mode",
     "option dontlognull",
     "option tcplog",
-) + FRONTEND_TIMEOUTS
+) + FRONTEND_TIMEOUTS + UDP_FRONTEND_KEYS
 _BACKEND_KEYS = (
     "balance",
     "default-server",
@@ -68,14 +74,19 @@ _BACKEND_KEYS = (
     "hash-type",
     "mode",
     "option allbackups",
+    "option log-health-checks",
     "option redispatch",
+    "option tcp-check",
     "retries",
     "server",
-) + BACKEND_TIMEOUTS
+    "tcp-check",
+) + BACKEND_TIMEOUTS + UDP_BACKEND_KEYS
 
 #: The keys allowed in each kind of section.
 KEYS: Dict[str, FrozenSet[str]] = {
-    GLOBAL: frozenset({"log", "maxconn", "spread-checks"}),
+    GLOBAL: frozenset(
+        {"log", "maxconn", "spread-checks", "tune.relay"} | set(OPS_GLOBAL_KEYS)
+    ),
     DEFAULTS: frozenset(
         {
             "balance",
@@ -87,12 +98,17 @@ KEYS: Dict[str, FrozenSet[str]] = {
             "mode",
             "option allbackups",
             "option dontlognull",
+            "option log-health-checks",
             "option redispatch",
+            "option tcp-check",
             "option tcplog",
             "retries",
+            "tcp-check",
         }
         | set(FRONTEND_TIMEOUTS)
         | set(BACKEND_TIMEOUTS)
+        | set(UDP_FRONTEND_KEYS)
+        | set(UDP_BACKEND_KEYS)
     ),
     FRONTEND: frozenset(_FRONTEND_KEYS),
     BACKEND: frozenset(_BACKEND_KEYS),
@@ -102,7 +118,7 @@ KEYS: Dict[str, FrozenSet[str]] = {
 #: Every keyword of every section.
 ALL_KEYS: FrozenSet[str] = frozenset().union(*KEYS.values())
 
-_TWO_WORD = ("timeout", "option")
+_TWO_WORD = ("timeout", "option", "udp-check", "stats")
 _NAMED = ("server",)
 
 
@@ -230,11 +246,31 @@ def parse_balance(text: str) -> Tuple[str, Tuple[str, ...]]:
     args = tuple(
         a.strip() for a in (args_text or "").split(",") if a.strip()
     )
-    if name == "random" and args:
-        if len(args) > 1:
-            raise InvalidValue("random takes one argument: random(DRAWS)")
-        parse_int(args[0], 1)
+    check_balance_args(name, args)
     return name, args
+
+
+def check_balance_args(name: str, args: Tuple[str, ...]) -> None:
+    """
+    Have the algorithm C{name} check its arguments, so that a wrong one is
+    an error of the configuration file rather than of the service start.
+
+    @raise InvalidValue: With the algorithm's reason and allowed values.
+    """
+    try:
+        from l4lb.balancers import find_factory
+        from l4lb.balancers.base import BalancerArgumentError
+    except ImportError:
+        return
+    check = getattr(find_factory(name), "check_args", None)
+    if check is None:
+        return
+    try:
+        check(args)
+    except BalancerArgumentError as error:
+        raise InvalidValue(str(error))
+    except (ValueError, TypeError) as error:
+        raise InvalidValue(f"balance {name}({', '.join(args)}): {error}")
 
 
 def parse_global_log(text: str) -> LogTarget:
@@ -264,17 +300,15 @@ def parse_proxy_log(text: str) -> bool:
 
 def parse_mode(text: str) -> str:
     """
-    Parse C{mode}; only C{tcp} for now.
+    Parse C{mode}: C{tcp} or C{udp}.
     """
     word = text.strip().lower()
     if word == "http":
         raise InvalidValue(
             "'http' is not supported: l4lb is a Layer 4 balancer and relays"
-            " bytes without reading HTTP; allowed: tcp"
+            " bytes without reading HTTP; allowed: tcp, udp"
         )
-    if word == "udp":
-        raise InvalidValue("'udp' is not supported yet; allowed: tcp")
-    return parse_choice(text, ("tcp",))
+    return parse_choice(text, ("tcp", "udp"))
 
 
 def parse_timeout(text: str) -> Optional[float]:
@@ -322,14 +356,17 @@ def parse_hash_balance_factor(text: str) -> int:
 SIMPLE_VALUES: Dict[str, Callable[[str], object]] = {
     "maxconn": lambda text: parse_int(text, 1),
     "spread-checks": lambda text: parse_int(text, 0, 50),
+    "tune.relay": lambda text: parse_choice(text, ("lean", "classic")),
     "mode": parse_mode,
     "retries": lambda text: parse_int(text, 0),
     "balance": parse_balance,
     "hash-type": lambda text: parse_choice(text, ("map-based", "consistent")),
     "hash-balance-factor": parse_hash_balance_factor,
 }
-for _timeout in FRONTEND_TIMEOUTS + BACKEND_TIMEOUTS:
+for _timeout in FRONTEND_TIMEOUTS + BACKEND_TIMEOUTS + ("timeout udp",):
     SIMPLE_VALUES[_timeout] = parse_timeout
+SIMPLE_VALUES.update(UDP_VALUES)
+SIMPLE_VALUES.update(OPS_VALUES)
 
 #: Keys that may be written without a value (C{option tcplog}).
 BARE_VALUES: Dict[str, Callable[[Optional[str]], object]] = {
@@ -337,4 +374,6 @@ BARE_VALUES: Dict[str, Callable[[Optional[str]], object]] = {
     "option tcplog": parse_bool,
     "option dontlognull": parse_bool,
     "option allbackups": parse_bool,
+    "option tcp-check": parse_bool,
+    "option log-health-checks": parse_bool,
 }

@@ -30,6 +30,9 @@ class Timeouts:
     @ivar queue: Time a connection may wait for a free server slot; defaults
         to C{connect}.
     @ivar check: Extra read timeout for a health check once connected.
+    @ivar udp: Idle time of a UDP session, refreshed by datagrams in either
+        direction (C{mode udp} only); a frontend's value wins over its
+        backend's.
     """
 
     connect: Optional[float] = None
@@ -40,6 +43,7 @@ class Timeouts:
     server_fin: Optional[float] = None
     queue: Optional[float] = None
     check: Optional[float] = None
+    udp: Optional[float] = None
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -69,6 +73,24 @@ class ServerSpec:
     @ivar options: Every option word as written, in order, with its value
         (C{None} for a flag), for options that a later release acts on.
     @ivar line: Line number in the configuration file (0 when built in code).
+    @ivar init_state: The health state before the first check, as in
+        HAProxy 3.1: C{"up"} (up, one failed check marks it down),
+        C{"fully-up"} (up, C{fall} failed checks mark it down), C{"down"}
+        (down, one good check marks it up) or C{"fully-down"} (down,
+        C{rise} good checks mark it up).
+    @ivar agent_check: An agent is asked for the server's weight and state.
+    @ivar agent_port: The agent's port.
+    @ivar agent_inter: Seconds between agent checks; C{None} means C{inter}.
+    @ivar agent_send: Text sent to the agent, as written (escapes such as
+        C{\\n} not yet applied); C{None} sends nothing.
+    @ivar agent_addr: The agent's address; C{None} means the server's.
+    @ivar observe: C{"layer4"} to count connection errors on live traffic,
+        or C{None}.
+    @ivar error_limit: Consecutive live errors before C{on_error} acts.
+    @ivar on_error: C{"fastinter"}, C{"fail-check"}, C{"sudden-death"} or
+        C{"mark-down"}.
+    @ivar on_marked_down: C{"shutdown-sessions"} or C{None}.
+    @ivar on_marked_up: C{"shutdown-backup-sessions"} or C{None}.
     """
 
     name: str
@@ -89,6 +111,49 @@ class ServerSpec:
     check_port: Optional[int] = None
     check_addr: Optional[str] = None
     options: Tuple[Tuple[str, Optional[str]], ...] = ()
+    line: int = 0
+    init_state: str = "up"
+    agent_check: bool = False
+    agent_port: Optional[int] = None
+    agent_inter: Optional[float] = None
+    agent_send: Optional[str] = None
+    agent_addr: Optional[str] = None
+    observe: Optional[str] = None
+    error_limit: int = 10
+    on_error: str = "fail-check"
+    on_marked_down: Optional[str] = None
+    on_marked_up: Optional[str] = None
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class TcpCheckRule:
+    """
+    One rule of a C{tcp-check} sequence (with C{option tcp-check}).
+
+    @ivar action: C{"connect"}, C{"send"}, C{"send-binary"} or
+        C{"expect"}.
+    @ivar data: The bytes to send (C{send}, C{send-binary}), or the bytes
+        to look for (C{expect string}, C{expect binary}).
+    @ivar match: For C{expect}: C{"string"}, C{"rstring"}, C{"binary"} or
+        C{"rbinary"}; empty otherwise.
+    @ivar pattern: The argument as written (escapes applied), for
+        messages; for C{rstring} and C{rbinary} the regular expression.
+    @ivar negate: For C{expect}: the rule passes when the pattern is
+        I{not} found (written C{expect ! string ...}).
+    @ivar port: For C{connect}: the port to connect to instead of the
+        check port.
+    @ivar addr: For C{connect}: the address to connect to instead of the
+        check address.
+    @ivar line: Line number in the configuration file (0 when built in code).
+    """
+
+    action: str
+    data: bytes = b""
+    match: str = ""
+    pattern: str = ""
+    negate: bool = False
+    port: Optional[int] = None
+    addr: Optional[str] = None
     line: int = 0
 
 
@@ -122,9 +187,11 @@ class Frontend:
     @ivar timeouts: Timeouts after C{[defaults]}; the frontend uses C{client}
         and C{client_fin}.
     @ivar log: Whether connections of this frontend are logged.
-    @ivar mode: C{"tcp"}.
+    @ivar mode: C{"tcp"} or C{"udp"}.
     @ivar dontlognull: Do not log connections that carried no data
         (C{option dontlognull}).
+    @ivar maxsessions: Concurrent UDP sessions of this frontend (C{mode
+        udp}); 0 means derived from the file-descriptor limit.
     """
 
     name: str
@@ -135,6 +202,28 @@ class Frontend:
     log: bool = True
     mode: str = "tcp"
     dontlognull: bool = False
+    maxsessions: int = 0
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class UdpCheckSpec:
+    """
+    The datagram exchange of a UDP health check (C{udp-check ...} keys).
+
+    @ivar send: The datagram sent to the server.
+    @ivar expect: C{"any"} (any reply passes), C{"string"} or C{"binary"}
+        (the reply must contain C{pattern}).
+    @ivar pattern: The bytes a reply must contain.
+    @ivar dns_name: When set, each check sends a DNS query for this name
+        (instead of C{send}) and passes on any DNS response to it.
+    @ivar dns_type: The query type of the DNS check, e.g. C{"A"}.
+    """
+
+    send: bytes = b""
+    expect: str = "any"
+    pattern: bytes = b""
+    dns_name: Optional[str] = None
+    dns_type: str = "A"
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -156,9 +245,22 @@ class Backend:
     @ivar timeouts: Timeouts after C{[defaults]}; the backend uses
         C{connect}, C{server}, C{server_fin}, C{tunnel}, C{queue} and
         C{check}.
-    @ivar mode: C{"tcp"}.
+    @ivar mode: C{"tcp"} or C{"udp"}.
     @ivar allbackups: When no active server is up, use every backup server
         rather than the first one only (HAProxy's C{option allbackups}).
+    @ivar udp_responses: A UDP session ends after this many replies from
+        the server; 0 means no limit.
+    @ivar udp_requests: A client's UDP session ends after this many
+        datagrams from it, so that its next datagram picks a server again
+        (1: every datagram is balanced); 0 means no limit.
+    @ivar udp_check: What a health check of its UDP servers sends and
+        expects; C{None} sends an empty datagram and fails only on ICMP
+        port unreachable.
+    @ivar tcp_check: Health checks run the C{tcp_check_rules} sequence
+        (C{option tcp-check}) instead of a plain connect.
+    @ivar tcp_check_rules: The C{tcp-check} rules, in order.
+    @ivar log_health_checks: Log every change of a check's status, not only
+        changes of a server's state (C{option log-health-checks}).
     """
 
     name: str
@@ -172,6 +274,12 @@ class Backend:
     timeouts: Timeouts = Timeouts()
     mode: str = "tcp"
     allbackups: bool = False
+    udp_responses: int = 0
+    udp_requests: int = 0
+    udp_check: Optional[UdpCheckSpec] = None
+    tcp_check: bool = False
+    tcp_check_rules: Tuple[TcpCheckRule, ...] = ()
+    log_health_checks: bool = False
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -197,11 +305,54 @@ class GlobalSettings:
     @ivar log: Where connection logs go.
     @ivar spread_checks: Up to this percentage of random jitter is added to
         health check intervals (C{spread-checks}, 0-50).
+    @ivar stats_socket: The runtime API's UNIX socket (C{stats socket}), or
+        C{None} for none.
+    @ivar stats_bind: Where the statistics web pages listen (C{stats
+        bind}), or C{None} for nowhere.
+    @ivar stats_auth: The C{(user, password)} the statistics pages ask
+        for (C{stats auth}), or C{None} for none.
+    @ivar hard_stop_after: Seconds established connections may take to
+        finish once the process is asked to stop (C{hard-stop-after});
+        those still open then are closed.
+    @ivar relay: How established TCP connections are relayed
+        (C{tune.relay}): C{"lean"} (sockets served directly, where the
+        platform allows) or C{"classic"} (through Twisted's transports).
     """
 
     maxconn: int = 0
     log: LogTarget = LogTarget()
     spread_checks: int = 0
+    stats_socket: Optional["StatsSocket"] = None
+    stats_bind: Optional["StatsBind"] = None
+    stats_auth: Optional[Tuple[str, str]] = None
+    hard_stop_after: float = 30.0
+    relay: str = "lean"
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class StatsSocket:
+    """
+    Where the runtime API listens: C{stats socket = PATH [mode OCTAL]}.
+
+    @ivar path: The UNIX socket's path.
+    @ivar mode: Its permission bits (0600 unless C{mode} says otherwise).
+    """
+
+    path: str
+    mode: int = 0o600
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class StatsBind:
+    """
+    Where the statistics web pages listen: C{stats bind = [HOST]:PORT}.
+
+    @ivar host: An IP address; C{127.0.0.1} when none is written.
+    @ivar port: The TCP port.
+    """
+
+    host: str
+    port: int
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)

@@ -22,18 +22,21 @@ from typing import Any, List, Optional, Tuple
 import attr
 
 from l4lb.config._sections import Section, SectionReader
-from l4lb.config.errors import ConfigError, Problem, sort_problems
+from l4lb.config.errors import ConfigError, InvalidValue, Problem, sort_problems
 from l4lb.config.keywords import BACKEND, DEFAULTS, FRONTEND, GLOBAL, LISTEN
 from l4lb.config.model import (
     Backend,
+    BindSpec,
     Config,
     Frontend,
     GlobalSettings,
     LogTarget,
     ServerSpec,
     Timeouts,
+    UdpCheckSpec,
 )
 from l4lb.config.servers import parse_server
+from l4lb.config.udp import UDP_CHECK_KEYS, build_udp_check, udp_bind
 from l4lb.config.units import allowed_list, nearest
 
 _TIMEOUT_FIELDS = {
@@ -72,6 +75,7 @@ class _Reader(SectionReader):
                 backends.append(self._backend(section, defaults))
             if section.kind in (FRONTEND, BACKEND, LISTEN):
                 self._missing_timeouts(section, defaults)
+        self._check_modes(sections, defaults)
         return Config(
             global_settings=global_settings,
             frontends=tuple(frontends),
@@ -92,6 +96,11 @@ class _Reader(SectionReader):
             maxconn=self._get(section, empty, "maxconn", 0),
             log=self._get(section, empty, "log", LogTarget()),
             spread_checks=self._get(section, empty, "spread-checks", 0),
+            stats_socket=self._get(section, empty, "stats socket", None),
+            stats_bind=self._get(section, empty, "stats bind", None),
+            stats_auth=self._get(section, empty, "stats auth", None),
+            hard_stop_after=self._get(section, empty, "hard-stop-after", 30.0),
+            relay=self._get(section, empty, "tune.relay", "lean"),
         )
 
     def _timeouts(self, section: Section, defaults: Section) -> Timeouts:
@@ -147,15 +156,20 @@ class _Reader(SectionReader):
         def get(keyword: str, default: Any) -> Any:
             return self._get(section, defaults, keyword, default)
 
+        mode = get("mode", "tcp")
+        binds = tuple(section.binds)
+        if mode == "udp":
+            binds = self._udp_binds(section, binds)
         return Frontend(
             name=section.name,
-            binds=tuple(section.binds),
+            binds=binds,
             default_backend=default_backend,
             maxconn=get("maxconn", 0),
             timeouts=self._timeouts(section, defaults),
             log=get("log", True),
             mode=get("mode", "tcp"),
             dontlognull=get("option dontlognull", False),
+            maxsessions=get("maxsessions", 0),
         )
 
     def _backend(self, section: Section, defaults: Section) -> Backend:
@@ -180,6 +194,16 @@ class _Reader(SectionReader):
             return self._get(section, defaults, keyword, default)
 
         balance, balance_args = get("balance", ("roundrobin", ()))
+        tcp_check = get("option tcp-check", False)
+        tcp_check_rules = get("tcp-check", ())
+        if "tcp-check" in section.settings and not tcp_check:
+            self.warn(
+                section.settings["tcp-check"].line,
+                section.header,
+                "tcp-check",
+                f"the rules are not used by backend {section.name!r} because"
+                " 'option tcp-check' is not set; add 'option tcp-check = true'",
+            )
         return Backend(
             name=section.name,
             servers=tuple(servers),
@@ -192,9 +216,70 @@ class _Reader(SectionReader):
             timeouts=self._timeouts(section, defaults),
             mode=get("mode", "tcp"),
             allbackups=get("option allbackups", False),
+            tcp_check=tcp_check,
+            tcp_check_rules=tcp_check_rules,
+            log_health_checks=get("option log-health-checks", False),
+            udp_responses=get("udp-responses", 0),
+            udp_requests=get("udp-requests", 0),
+            udp_check=self._udp_check(section, defaults),
         )
 
+    def _udp_binds(self, section: Section, binds: Tuple[BindSpec, ...]) -> Tuple[BindSpec, ...]:
+        converted = []
+        for bind in binds:
+            try:
+                converted.append(udp_bind(bind))
+            except InvalidValue as error:
+                self.error(bind.line or section.line, section.header, "bind", error.message)
+        return tuple(converted)
+
+    def _udp_check(self, section: Section, defaults: Section) -> Optional[UdpCheckSpec]:
+        values = {
+            k: self._get(section, defaults, k, None)
+            for k in UDP_CHECK_KEYS
+            if self._get(section, defaults, k, None) is not None
+        }
+        spec, errors = build_udp_check(values)
+        lines = [
+            where.settings[k].line
+            for where in (section, defaults)
+            for k in UDP_CHECK_KEYS
+            if k in where.settings
+        ]
+        for message in errors:
+            self.error(min(lines, default=section.line), section.header, "udp-check", message)
+        return spec
+
+    def _check_modes(self, sections: List[Section], defaults: Section) -> None:
+        """
+        A frontend and its backend must have the same mode: a UDP frontend
+        cannot relay to TCP servers, nor the other way round.
+        """
+        backends = {s.name: s for s in sections if s.kind in (BACKEND, LISTEN)}
+        for section in sections:
+            setting = section.settings.get("default_backend")
+            if section.kind != FRONTEND or setting is None:
+                continue
+            backend = backends.get(str(setting.value))
+            if backend is None:
+                continue
+            mode = self._get(section, defaults, "mode", "tcp")
+            backend_mode = self._get(backend, defaults, "mode", "tcp")
+            if mode != backend_mode:
+                self.error(
+                    setting.line,
+                    section.header,
+                    "default_backend",
+                    f"frontend {section.name!r} is 'mode {mode}' but backend"
+                    f" {backend.name!r} is 'mode {backend_mode}'; a frontend"
+                    f" needs a backend of its own mode (set 'mode = {mode}' in"
+                    f" [{backend.header}] or use another backend)",
+                )
+
     def _missing_timeouts(self, section: Section, defaults: Section) -> None:
+        if self._get(section, defaults, "mode", "tcp") == "udp":
+            # UDP sessions use 'timeout udp', which has a default.
+            return
         needed = []
         if section.kind == FRONTEND or (
             section.kind == LISTEN and "bind" in section.present

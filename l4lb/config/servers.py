@@ -83,6 +83,7 @@ VALUE_OPTIONS: Dict[str, Callable[[str], object]] = {
     "error-limit": _int_range(1),
     "fall": _int_range(1),
     "fastinter": _positive_time,
+    "hash-key": _choice("name", "addr", "addr-port"),
     "id": _int_range(1),
     "init-state": _choice("up", "down", "fully-up", "fully-down"),
     "inter": _positive_time,
@@ -110,6 +111,7 @@ _FLAG_FIELDS = {
     "backup": ("backup", True),
     "disabled": ("disabled", True),
     "enabled": ("disabled", False),
+    "agent-check": ("agent_check", True),
 }
 _VALUE_FIELDS = {
     "weight": "weight",
@@ -122,6 +124,16 @@ _VALUE_FIELDS = {
     "fall": "fall",
     "port": "check_port",
     "addr": "check_addr",
+    "init-state": "init_state",
+    "agent-port": "agent_port",
+    "agent-inter": "agent_inter",
+    "agent-send": "agent_send",
+    "agent-addr": "agent_addr",
+    "observe": "observe",
+    "error-limit": "error_limit",
+    "on-error": "on_error",
+    "on-marked-down": "on_marked_down",
+    "on-marked-up": "on_marked_up",
 }
 
 

@@ -28,6 +28,10 @@ class FrontendState:
     @ivar reactor: The reactor its sessions use for time and connections.
     @ivar sink: Where its connection logs go (C{None}: not logged).
     @ivar total: Connections accepted since start.
+    @ivar bytes_in: Bytes from clients relayed by its ended connections.
+    @ivar bytes_out: Bytes to clients relayed by its ended connections.
+    @ivar lean: Whether its established connections may use the lean data
+        path (L{l4lb.tcp.lean}) where the platform allows.
     """
 
     def __init__(
@@ -46,6 +50,9 @@ class FrontendState:
         self.reactor = reactor
         self.sink = sink if spec.log else None
         self.total = 0
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.lean = True
 
     @property
     def current(self) -> int:

@@ -12,13 +12,20 @@ The life of a session::
                   └─────────────────────────────────┘ no server, refused,
                                                       timed out, client left
 
+When every server that may be chosen is at its C{maxconn}, the session
+first waits in its backend's L{l4lb.queue.WaitQueue} (state C{queued}) until
+a slot frees, for at most C{timeout queue}; it is logged C{sQ} when that
+passes and C{CQ} when the client leaves meanwhile.
+
 While connecting, the client's transport is paused, so nothing is read from
 the client until the server is up; a L{HangupWatcher} notices a client that
 resets meanwhile.  Once established, each transport is a streaming producer
 of the other: a slow reader on one side pauses reading on the other side, so
 memory stays bounded.  Both legs are half-closeable: an end of stream on one
 side shuts the write half of the other, and data keeps flowing the other
-way until both directions are done; then both sockets are closed.
+way until both directions are done; then both sockets are closed.  On
+Linux, plain TCP legs are carried by L{l4lb.tcp.lean} instead once
+established (unless C{tune.relay = classic}), with the same guarantees.
 
 Timeouts follow HAProxy's rules: activity in either direction refreshes both
 sides, C{timeout tunnel} replaces C{client}/C{server} once established, and
@@ -44,12 +51,14 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from l4lb.logs import ConnectionRecord, format_tcplog
+from l4lb.tcp import lean
 from l4lb.tcp.watch import HangupWatcher
 
 if TYPE_CHECKING:
     from l4lb.pool import Server
     from l4lb.tcp.frontend import FrontendState
 
+QUEUED = "queued"
 CONNECTING = "connecting"
 ESTABLISHED = "established"
 CLOSING = "closing"
@@ -187,14 +196,18 @@ class Session(ClientFactory):
 
     It is also the factory of its server connection attempts.
 
-    @ivar state: C{"connecting"}, C{"established"}, C{"closing"} or
-        C{"done"}.
+    @ivar state: C{"queued"}, C{"connecting"}, C{"established"},
+        C{"closing"} or C{"done"}.
     @ivar server: The L{Server} assigned to it, if any.
     @ivar retries: Connection attempts after the first.
     @ivar redispatched: Whether a retry went to another server.
     @ivar bytes_in: Bytes relayed from the client to the server.
     @ivar bytes_out: Bytes relayed from the server to the client.
     @ivar termination: The two-character termination state, once known.
+    @ivar queued_at: When it entered its backend's queue, or C{None}.
+    @ivar dequeued_at: When it left the queue for a server, or C{None}.
+    @ivar queue_passed: Connections served from the backend's queue before
+        it while it waited (the log's C{%bq}).
     """
 
     noisy = False
@@ -227,8 +240,13 @@ class Session(ClientFactory):
         self.server_closed = True
         self.state = CONNECTING
         self.termination: Optional[str] = None
+        self.queued_at: Optional[float] = None
+        self.dequeued_at: Optional[float] = None
+        self.queue_mark = 0
+        self.queue_passed = 0
         self.server_write = _discard
         self.client_write = _discard
+        self.lean: Optional[lean.LeanRelay] = None
         peer = client.transport.getPeer()
         self.client_host: str = getattr(peer, "host", "unix")
         self.client_port: int = getattr(peer, "port", 0)
@@ -249,12 +267,60 @@ class Session(ClientFactory):
         if sock is not None and IReactorFDSet.providedBy(self.reactor):
             self.watcher = HangupWatcher(sock, self.reactor, self._client_hung_up)
             self.watcher.start()
-        server = self.backend.pick(self.client_host, ())
+        backend = self.backend
+        # Connections already waiting go first.
+        server = None if backend.queue.current else backend.pick(self.client_host, ())
         if server is None:
-            self._abort("SC")
+            self._enqueue()
             return
         self._assign(server)
         self._connect()
+
+    # -- queued ------------------------------------------------------------
+
+    def _enqueue(self) -> None:
+        """
+        Wait in the backend's queue for a free server slot, for at most
+        C{timeout queue} (by default C{timeout connect}); without any
+        eligible server, give up at once.
+        """
+        backend = self.backend
+        if not backend.has_eligible():
+            self._abort("SC")
+            return
+        mark = backend.queue.add(self)
+        if mark is None:
+            # Every eligible server's maxqueue is used up.
+            self._abort("PQ")
+            return
+        self.state = QUEUED
+        self.queue_mark = mark
+        self.queued_at = self.seconds()
+        timeout = self.timeouts.queue
+        if timeout is None:
+            timeout = self.timeouts.connect
+        if timeout is not None:
+            self.timer = self.reactor.callLater(timeout, self._queue_timed_out)
+
+    def dequeued(self, server: "Server", served_before: int) -> None:
+        """
+        A slot is free on C{server}: leave the queue and connect.
+
+        @param served_before: Connections served from the queue before
+            this one since start.
+        """
+        if self.state != QUEUED:
+            return
+        self._cancel_timer()
+        self.state = CONNECTING
+        self.dequeued_at = self.seconds()
+        self.queue_passed = served_before - self.queue_mark
+        self._assign(server)
+        self._connect()
+
+    def _queue_timed_out(self) -> None:
+        self.timer = None
+        self._abort("sQ")
 
     def _assign(self, server: "Server") -> None:
         self.server = server
@@ -310,6 +376,8 @@ class Session(ClientFactory):
         server = self.server
         assert server is not None
         server.failed_connects += 1
+        if server.observer is not None:
+            server.observer.connect_failed()
         if self.retries >= self.frontend.backend_spec.retries:
             self._abort(who + "C")
             return
@@ -342,6 +410,8 @@ class Session(ClientFactory):
         self.watcher = None
         if self.state == CONNECTING:
             self._abort("CC")
+        elif self.state == QUEUED:
+            self._abort("CQ")
 
     def server_connected(self, leg: ServerLeg) -> None:
         """
@@ -351,11 +421,24 @@ class Session(ClientFactory):
         self.connector = None
         self.state = ESTABLISHED
         self.server_leg = leg
+        server = self.server
+        if server is not None and server.observer is not None:
+            server.observer.connect_succeeded()
         now = self.seconds()
         self.connected_at = now
         self.last_activity = now
         server_transport = leg.transport
         client_transport = self.client.transport
+        if self.frontend.lean and lean.usable(
+            self.reactor, client_transport, server_transport
+        ):
+            if self.watcher is not None:
+                self.watcher.stop()
+                self.watcher = None
+            self.lean = lean.LeanRelay(self, client_transport, server_transport)
+            self.lean.start()
+            self._arm_idle_timer()
+            return
         self.server_write = server_transport.write
         self.client_write = client_transport.write
         client_transport.registerProducer(server_transport, True)
@@ -376,10 +459,11 @@ class Session(ClientFactory):
             return
         self.client_eof_seen = True
         self.last_activity = self.seconds()
-        assert self.server_leg is not None
-        server_transport = self.server_leg.transport
-        _unregister(server_transport)
-        server_transport.loseWriteConnection()
+        if self.lean is None:
+            assert self.server_leg is not None
+            server_transport = self.server_leg.transport
+            _unregister(server_transport)
+            server_transport.loseWriteConnection()
         self._half_closed()
 
     def server_eof(self) -> None:
@@ -390,9 +474,10 @@ class Session(ClientFactory):
             return
         self.server_eof_seen = True
         self.last_activity = self.seconds()
-        client_transport = self.client.transport
-        _unregister(client_transport)
-        client_transport.loseWriteConnection()
+        if self.lean is None:
+            client_transport = self.client.transport
+            _unregister(client_transport)
+            client_transport.loseWriteConnection()
         self._half_closed()
 
     def _half_closed(self) -> None:
@@ -451,10 +536,16 @@ class Session(ClientFactory):
         if self.termination is None:
             self.termination = termination
         self.state = CLOSING
-        self._unwire()
-        self.client.transport.loseConnection()
-        if self.server_leg is not None:
-            self.server_leg.transport.loseConnection()
+        if self.lean is not None:
+            # Whatever a slow reader has not taken yet is still sent.
+            self.lean.close()
+            if self.state == DONE:
+                return
+        else:
+            self._unwire()
+            self.client.transport.loseConnection()
+            if self.server_leg is not None:
+                self.server_leg.transport.loseConnection()
         self._arm_idle_timer()
 
     def _abort(self, termination: str) -> None:
@@ -463,6 +554,8 @@ class Session(ClientFactory):
         """
         if self.termination is None:
             self.termination = termination
+        if self.state == QUEUED:
+            self.backend.queue.remove(self)
         self.state = CLOSING
         self._cancel_timer()
         if self.watcher is not None:
@@ -472,6 +565,8 @@ class Session(ClientFactory):
             connector, self.connector = self.connector, None
             _stop_connecting(connector)
             self.server_closed = True
+        if self.lean is not None:
+            self.lean.detach(flush=False)
         self._unwire()
         if not self.client_closed:
             self.client.transport.abortConnection()
@@ -487,7 +582,7 @@ class Session(ClientFactory):
 
         @param termination: The two-character state to log.
         """
-        if self.state in (CONNECTING, ESTABLISHED):
+        if self.state in (QUEUED, CONNECTING, ESTABLISHED):
             self._abort(termination)
 
     def client_lost(self, reason: Failure) -> None:
@@ -495,7 +590,9 @@ class Session(ClientFactory):
         The client's socket closed.
         """
         self.client_closed = True
-        if self.state == CONNECTING:
+        if self.state == QUEUED:
+            self._abort("CQ")
+        elif self.state == CONNECTING:
             self._abort("CC")
         elif self.state == ESTABLISHED:
             self._close("CD")
@@ -530,7 +627,12 @@ class Session(ClientFactory):
                 frontend.sink.write(format_tcplog(self._record()))
             except Exception:
                 log.err(None, "l4lb: cannot log a connection")
+        # Traffic is added to the totals once, when the session ends.
+        frontend.bytes_in += self.bytes_in
+        frontend.bytes_out += self.bytes_out
         if server is not None:
+            server.bytes_in += self.bytes_in
+            server.bytes_out += self.bytes_out
             backend.drop(server, self)
             self.server = None
         backend.current -= 1
@@ -541,7 +643,14 @@ class Session(ClientFactory):
         accepted = self.accepted
         connect_time = None
         if self.connected_at is not None:
-            connect_time = self.connected_at - accepted
+            started = self.dequeued_at if self.dequeued_at is not None else accepted
+            connect_time = self.connected_at - started
+        queue_time: Optional[float] = None
+        if self.queued_at is not None:
+            left = self.dequeued_at if self.dequeued_at is not None else self.seconds()
+            queue_time = left - self.queued_at
+        elif server is not None:
+            queue_time = 0.0
         return ConnectionRecord(
             client_host=self.client_host,
             client_port=self.client_port,
@@ -549,7 +658,7 @@ class Session(ClientFactory):
             frontend=self.frontend.name,
             backend=self.backend.name,
             server=server.name if server is not None else None,
-            queue_time=0.0 if server is not None else None,
+            queue_time=queue_time,
             connect_time=connect_time,
             total_time=self.seconds() - accepted,
             bytes_out=self.bytes_out,
@@ -560,4 +669,5 @@ class Session(ClientFactory):
             srvconn=server.current if server is not None else 0,
             retries=self.retries,
             redispatched=self.redispatched,
+            backend_queue=self.queue_passed,
         )

@@ -355,3 +355,101 @@ class StreamServer(ThreadedServer):
                 return True
             time.sleep(0.02)
         return False
+
+
+def _rebind(server: ThreadedServer, port: int) -> None:
+    """
+    Make C{server} listen on C{port} instead of the one the kernel chose, so
+    that a server can be started again where a stopped one listened.
+    """
+    server._listener.close()
+    listener = socket.socket(family_for(server.host), socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind((server.host, port))
+    listener.listen(512)
+    listener.settimeout(0.05)
+    server._listener = listener
+    server.port = port
+
+
+class EchoOnPort(EchoServer):
+    """
+    An L{EchoServer} on a given port (0: any), to restart a server in place.
+    """
+
+    def __init__(self, name: str, port: int = 0, host: str = "127.0.0.1") -> None:
+        super().__init__(name, host)
+        if port:
+            _rebind(self, port)
+
+
+class RedisLike(ThreadedServer):
+    """
+    Answers each C{PING} line with L{reply} (C{+PONG} by default) and keeps
+    the connection open until the client closes it, as Redis does; C{QUIT}
+    is answered C{+OK} and closes.
+
+    @ivar reply: What a C{PING} gets; change it to C{-ERR ...} to make the
+        server unhealthy.
+    """
+
+    reply = b"+PONG\r\n"
+
+    def handle(self, conn: socket.socket) -> None:
+        buffer = b""
+        deadline = time.monotonic() + IO_TIMEOUT
+        while time.monotonic() < deadline and not self.stopping:
+            data = conn.recv(CHUNK)
+            if not data:
+                return
+            buffer += data
+            while b"\r\n" in buffer:
+                line, buffer = buffer.split(b"\r\n", 1)
+                if line.upper() == b"PING":
+                    conn.sendall(self.reply)
+                elif line.upper() == b"QUIT":
+                    conn.sendall(b"+OK\r\n")
+                    return
+
+
+class AgentServer(ThreadedServer):
+    """
+    A load-feedback agent: answers every connection with L{reply} and a
+    newline, then closes.
+
+    @ivar reply: The agent's answer, e.g. C{ready}, C{drain}, C{75%}.
+    """
+
+    reply = "ready"
+
+    def handle(self, conn: socket.socket) -> None:
+        conn.sendall(self.reply.encode("ascii") + b"\n")
+
+
+class ConcurrencyServer(ThreadedServer):
+    """
+    Sends its name and a newline, then reads until EOF; it records how many
+    connections it holds at once.
+
+    @ivar holding: Connections open now.
+    @ivar most: The most connections it held at any moment.
+    """
+
+    def __init__(self, name: str = "counted", host: str = "127.0.0.1") -> None:
+        super().__init__(name, host)
+        self.holding = 0
+        self.most = 0
+
+    def handle(self, conn: socket.socket) -> None:
+        with self._lock:
+            self.holding += 1
+            self.most = max(self.most, self.holding)
+        try:
+            conn.sendall(self.name.encode("ascii") + b"\n")
+            deadline = time.monotonic() + IO_TIMEOUT
+            while time.monotonic() < deadline and not self.stopping:
+                if not conn.recv(CHUNK):
+                    break
+        finally:
+            with self._lock:
+                self.holding -= 1

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterator, List, Optional, Protocol, Sequence, TypeVar
+from typing import Any, Iterator, List, Optional, Protocol, Sequence, TypeVar
 
 import pytest
 
@@ -112,6 +112,7 @@ class BalancerFactory:
         self.rundir = rundir
         self.started: List[Balancer] = []
         self._configs = 0
+        self.relay: Optional[str] = None
 
     def write(self, text: str, name: Optional[str] = None) -> Path:
         """
@@ -132,8 +133,12 @@ class BalancerFactory:
         Render and write a config, start l4lb with it and wait until every
         frontend logged that it started.
 
-        @param options: C{defaults} and C{global_} for L{render_config}.
+        @param options: C{defaults} and C{global_} for L{render_config}; the
+            factory's C{relay}, when set, becomes C{tune.relay}.
         """
+        if self.relay is not None:
+            given: Any = options.get("global_") or {}
+            options["global_"] = {"tune.relay": self.relay, **given}
         text = render_config(frontends, backends, **options)  # type: ignore[arg-type]
         return self.start_file(self.write(text), [fe.name for fe in frontends])
 
@@ -177,3 +182,13 @@ def balancers(twistd: str, tmp_path: Path, rundir: Path) -> Iterator[BalancerFac
             errors.append(f"unhandled errors in the output\n{lb.output(200)}")
     if errors:
         pytest.fail("\n\n".join(errors))
+
+
+@pytest.fixture(params=["lean", "classic"])
+def both_relays(request: pytest.FixtureRequest, balancers: BalancerFactory) -> str:
+    """
+    Run a test once with each data path (C{tune.relay = lean} and
+    C{classic}): every balancer it starts uses that path.
+    """
+    balancers.relay = request.param
+    return str(request.param)

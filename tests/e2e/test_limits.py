@@ -10,6 +10,8 @@ import select
 import socket
 from typing import Dict
 
+import pytest
+
 from .backends import EchoServer
 from .conftest import BalancerFactory, StartServer
 from .harness import (
@@ -22,6 +24,9 @@ from .harness import (
     read_line,
     wait_until,
 )
+
+#: Every test here runs over both data paths.
+pytestmark = pytest.mark.usefixtures("both_relays")
 
 
 def accept_queue(port: int) -> int:

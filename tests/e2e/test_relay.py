@@ -23,6 +23,9 @@ from .harness import (
     receive_until_eof,
 )
 
+#: Every test here runs over both data paths.
+pytestmark = pytest.mark.usefixtures("both_relays")
+
 MiB = 1 << 20
 
 

@@ -10,6 +10,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Counter, List, Tuple
 
+import pytest
+
 from .backends import CloseFirstServer, EchoServer, HashServer, StreamServer
 from .conftest import BalancerFactory, StartServer
 from .harness import (
@@ -26,6 +28,9 @@ from .harness import (
     receive_until_eof,
     wait_until,
 )
+
+#: Every test here runs over both data paths.
+pytestmark = pytest.mark.usefixtures("both_relays")
 
 MiB = 1 << 20
 

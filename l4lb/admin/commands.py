@@ -1,0 +1,278 @@
+"""
+The runtime API's commands, HAProxy's text commands on one line each.
+
+L{AdminCommands.run} takes one command line and returns the answer text.
+A command that cannot be run (unknown, malformed, naming nothing) raises
+L{CommandError} with a one-line reason, before anything is changed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Callable, List, Tuple
+
+import l4lb
+from l4lb.admin.render import stat_csv
+from l4lb.admin.stats import stat_rows
+
+HELP = """\
+The following commands are valid at this level:
+  help                                    : this list
+  show info                               : process information
+  show stat                               : statistics, HAProxy's CSV
+  show servers state [BACKEND]            : every server's runtime state
+  show sess                               : open connections
+  set server B/S state ready|drain|maint  : change a server's admin state
+  set server B/S weight W[%]              : change a server's weight
+  enable server B/S                       : same as 'set server B/S state ready'
+  disable server B/S                      : same as 'set server B/S state maint'
+  enable health B/S                       : resume a server's health checks
+  disable health B/S                      : stop a server's health checks (it counts as up)
+  shutdown sessions server B/S            : close every connection of a server
+  set maxconn frontend F N                : change a frontend's connection limit (0: none)
+  clear counters                          : reset the cumulative counters
+"""
+
+
+class CommandError(Exception):
+    """
+    A command that cannot be run; the message is one line for the user.
+    """
+
+
+_ADMIN_CODES = {"ready": 0, "maint": 1, "drain": 8}
+
+
+class AdminCommands:
+    """
+    Runs the runtime API's commands against one balancer.
+
+    @ivar service: The L{l4lb.service.BalancerService} (its C{config},
+        C{frontends}, C{backends}, C{limiter} and C{monitor}).
+    @ivar clock: What tells the time (C{seconds()}).
+    @ivar started: When the process started (clock seconds).
+    """
+
+    def __init__(self, service: Any, clock: Any) -> None:
+        self.service = service
+        self.clock = clock
+        self.started = clock.seconds()
+        self._table: List[Tuple[Tuple[str, ...], Callable[[List[str]], str]]] = [
+            (("help",), self._help),
+            (("show", "info"), self._show_info),
+            (("show", "stat"), self._show_stat),
+            (("show", "servers", "state"), self._show_servers_state),
+            (("show", "sess"), self._show_sess),
+            (("set", "server"), self._set_server),
+            (("enable", "server"), lambda a: self._admin(a, "ready", "enable server")),
+            (("disable", "server"), lambda a: self._admin(a, "maint", "disable server")),
+            (("enable", "health"), lambda a: self._health(a, True)),
+            (("disable", "health"), lambda a: self._health(a, False)),
+            (("shutdown", "sessions", "server"), self._shutdown_sessions),
+            (("set", "maxconn", "frontend"), self._set_maxconn),
+            (("clear", "counters"), self._clear_counters),
+        ]
+
+    def run(self, line: str) -> str:
+        """
+        Run one command line.
+
+        @return: The answer (possibly empty), each line ending in C{\\n}.
+        @raise CommandError: When the command is unknown or invalid.
+        """
+        words = line.split()
+        if not words:
+            return ""
+        # The longest matching prefix wins: 'set maxconn frontend' before 'set'.
+        for prefix, handler in sorted(self._table, key=lambda e: -len(e[0])):
+            if tuple(w.lower() for w in words[: len(prefix)]) == prefix:
+                return handler(words[len(prefix) :])
+        raise CommandError(f"Unknown command '{' '.join(words[:3])}'; 'help' lists the commands.")
+
+    # -- lookups -----------------------------------------------------------
+
+    def _server(self, args: List[str], usage: str) -> Any:
+        if not args or "/" not in args[0]:
+            raise CommandError(f"Require 'backend/server'; usage: {usage}.")
+        backend_name, _, server_name = args[0].partition("/")
+        backend = self.service.backends.get(backend_name)
+        if backend is None:
+            raise CommandError(f"No such backend '{backend_name}'.")
+        try:
+            return backend.server(server_name)
+        except KeyError:
+            raise CommandError(f"No such server '{backend_name}/{server_name}'.")
+
+    # -- show --------------------------------------------------------------
+
+    def _help(self, args: List[str]) -> str:
+        return HELP
+
+    def _show_info(self, args: List[str]) -> str:
+        limiter = self.service.limiter
+        total = sum(f.total for f in self.service.frontends.values())
+        now = self.clock.seconds()
+        uptime = int(now - self.started)
+        days, rest = divmod(uptime, 86400)
+        info = [
+            ("Name", "l4lb"),
+            ("Version", l4lb.__version__),
+            ("Pid", str(os.getpid())),
+            ("Uptime", f"{days}d {rest // 3600}h{rest % 3600 // 60:02d}m{rest % 60:02d}s"),
+            ("Uptime_sec", str(uptime)),
+            ("Maxconn", str(limiter.maxconn)),
+            ("CurrConns", str(limiter.current)),
+            ("CumConns", str(total)),
+            ("Frontends", str(len(self.service.frontends) + len(self.service.udp_frontends))),
+            ("Backends", str(len(self.service.backends))),
+        ]
+        return "".join(f"{key}: {value}\n" for key, value in info)
+
+    def _show_stat(self, args: List[str]) -> str:
+        return stat_csv(stat_rows(self.service, self.clock.seconds()))
+
+    def _show_servers_state(self, args: List[str]) -> str:
+        backends = list(self.service.backends.values())
+        if args:
+            backends = [b for b in backends if b.name == args[0]]
+            if not backends:
+                raise CommandError(f"No such backend '{args[0]}'.")
+        now = self.clock.seconds()
+        lines = [
+            "1",
+            "# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state"
+            " srv_uweight srv_iweight srv_time_since_last_change srv_check_status"
+            " srv_port",
+        ]
+        ids = {b.name: i for i, b in enumerate(self.service.backends.values(), start=1)}
+        for backend in backends:
+            for sid, server in enumerate(backend.servers, start=1):
+                since = int(now - server.last_change) if server.last_change else 0
+                lines.append(
+                    f"{ids[backend.name]} {backend.name} {sid} {server.name}"
+                    f" {server.address or server.spec.host} {2 if server.up else 0}"
+                    f" {_ADMIN_CODES[server.admin]} {server.weight} {server.spec.weight}"
+                    f" {since} {server.check_status or '-'} {server.port}"
+                )
+        return "\n".join(lines) + "\n"
+
+    def _show_sess(self, args: List[str]) -> str:
+        now = self.clock.seconds()
+        lines = []
+        for backend in self.service.backends.values():
+            for server in backend.servers:
+                for session in sorted(server.sessions, key=lambda s: s.accepted):
+                    lines.append(
+                        f"{id(session):#x}: proto=tcp src={session.client_host}:"
+                        f"{session.client_port} fe={session.frontend.name}"
+                        f" be={backend.name} srv={server.name} state={session.state}"
+                        f" age={int(now - session.accepted)}s bin={session.bytes_in}"
+                        f" bout={session.bytes_out}"
+                    )
+        return "".join(line + "\n" for line in lines)
+
+    # -- changes -----------------------------------------------------------
+
+    def _set_server(self, args: List[str]) -> str:
+        usage = "set server B/S state ready|drain|maint, or set server B/S weight W[%]"
+        server = self._server(args, usage)
+        if len(args) != 3:
+            raise CommandError(f"Usage: {usage}.")
+        what, value = args[1].lower(), args[2]
+        if what == "state":
+            state = value.lower()
+            if state not in _ADMIN_CODES:
+                raise CommandError(f"Unknown state '{value}'; allowed: ready, drain, maint.")
+            server.set_admin(state)
+            return ""
+        if what == "weight":
+            server.set_weight(_parse_weight(value, server.spec.weight))
+            return ""
+        raise CommandError(f"Unknown server setting '{args[1]}'; allowed: state, weight.")
+
+    def _admin(self, args: List[str], state: str, name: str) -> str:
+        server = self._server(args, f"{name} B/S")
+        if len(args) != 1:
+            raise CommandError(f"Usage: {name} B/S.")
+        server.set_admin(state)
+        return ""
+
+    def _health(self, args: List[str], enable: bool) -> str:
+        name = "enable health" if enable else "disable health"
+        server = self._server(args, f"{name} B/S")
+        if len(args) != 1:
+            raise CommandError(f"Usage: {name} B/S.")
+        try:
+            health = self.service.monitor.find(server.backend.name, server.name)
+        except KeyError:
+            health = None
+        loop = getattr(health, "check_loop", None)
+        if health is None or loop is None:
+            raise CommandError(f"Server '{server.backend.name}/{server.name}' has no health check.")
+        if enable:
+            if not loop.running:
+                loop.start(0.0)
+                server.health_text = health.health_text()
+                server.set_health(health.state.up and health.agent_up)
+        elif loop.running:
+            loop.stop()
+            server.health_text = "no check"
+            server.set_health(health.agent_up)
+        return ""
+
+    def _shutdown_sessions(self, args: List[str]) -> str:
+        server = self._server(args, "shutdown sessions server B/S")
+        if len(args) != 1:
+            raise CommandError("Usage: shutdown sessions server B/S.")
+        for session in list(server.sessions):
+            phase = "C" if session.state == "connecting" else "D"
+            session.kill("K" + phase)
+        return ""
+
+    def _set_maxconn(self, args: List[str]) -> str:
+        if len(args) != 2:
+            raise CommandError("Usage: set maxconn frontend F N.")
+        frontend = self.service.frontends.get(args[0])
+        if frontend is None:
+            raise CommandError(f"No such frontend '{args[0]}'.")
+        if not args[1].isdigit():
+            raise CommandError(f"'{args[1]}' is not a connection count; expected an integer >= 0.")
+        frontend.gate.maxconn = int(args[1])
+        frontend.gate.update()
+        return ""
+
+    def _clear_counters(self, args: List[str]) -> str:
+        if args and args != ["all"]:
+            raise CommandError("Usage: clear counters [all].")
+        for frontend in self.service.frontends.values():
+            frontend.total = frontend.bytes_in = frontend.bytes_out = 0
+        for backend in self.service.backends.values():
+            backend.total = 0
+            backend.queue.max = 0
+            for server in backend.servers:
+                server.total = server.failed_connects = 0
+                server.bytes_in = server.bytes_out = 0
+                server.failed_checks = server.down_transitions = server.failed_hana = 0
+        return ""
+
+
+_WEIGHT = re.compile(r"^(\d+)(%?)$")
+
+
+def _parse_weight(text: str, configured: int) -> int:
+    """
+    A weight as C{set server ... weight} takes it: an absolute 0-256, or a
+    percentage of the configured weight.
+    """
+    match = _WEIGHT.match(text)
+    if match is None:
+        raise CommandError(f"'{text}' is not a weight; expected 0-256 or a percentage such as 50%.")
+    value = int(match.group(1))
+    if match.group(2):
+        # Rounded up, so that a non-zero share of a non-zero weight stays
+        # non-zero.
+        value = (configured * value + 99) // 100
+    if not 0 <= value <= 256:
+        raise CommandError(f"Weight {value} out of range; allowed: 0-256.")
+    return value

@@ -1,0 +1,172 @@
+"""
+Statistics read from a running L{l4lb.service.BalancerService}: one row
+per frontend, backend and server, keyed by HAProxy's C{show stat} column
+names, every value already a string.  Columns l4lb does not fill are
+absent (rendered empty).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Dict, Iterable, List, Optional
+
+from l4lb.admin.fields import TYPE_BACKEND, TYPE_FRONTEND, TYPE_SERVER
+
+Row = Dict[str, str]
+
+
+def _live_bytes(sessions: Iterable[Any]) -> "tuple[int, int]":
+    bytes_in = bytes_out = 0
+    for session in sessions:
+        bytes_in += session.bytes_in
+        bytes_out += session.bytes_out
+    return bytes_in, bytes_out
+
+
+def _ms(seconds: Optional[float]) -> str:
+    return "" if seconds is None else str(int(round(seconds * 1000)))
+
+
+def frontend_row(frontend: Any, iid: int, pid: int) -> Row:
+    """
+    The row of a TCP frontend (C{svname} C{FRONTEND}, C{type} 0).
+    """
+    gate = frontend.gate
+    live = [s for srv in frontend.backend.servers for s in srv.sessions if s.frontend is frontend]
+    live_in, live_out = _live_bytes(live)
+    limit = gate.maxconn or gate.limiter.maxconn
+    return {
+        "pxname": frontend.name,
+        "svname": "FRONTEND",
+        "scur": str(gate.current),
+        "slim": str(limit) if limit else "",
+        "stot": str(frontend.total),
+        "bin": str(frontend.bytes_in + live_in),
+        "bout": str(frontend.bytes_out + live_out),
+        "status": "OPEN",
+        "pid": str(pid),
+        "iid": str(iid),
+        "sid": "0",
+        "type": str(TYPE_FRONTEND),
+        "mode": "tcp",
+        "conn_tot": str(frontend.total),
+    }
+
+
+def server_row(backend: Any, server: Any, iid: int, sid: int, pid: int, now: float) -> Row:
+    """
+    The row of a server (C{type} 2).
+    """
+    live_in, live_out = _live_bytes(server.sessions)
+    since = max(0, int(now - server.last_change)) if server.last_change else 0
+    down = server.down_time + (
+        now - server.last_change if not server.up and server.last_change else 0.0
+    )
+    spec = server.spec
+    checked = bool(spec.check)
+    address = server.address if server.address is not None else spec.host
+    host = f"[{address}]" if ":" in address else address
+    row = {
+        "pxname": backend.name,
+        "svname": server.name,
+        "qcur": "0",
+        "scur": str(server.current),
+        "slim": str(server.maxconn) if server.maxconn else "",
+        "stot": str(server.total),
+        "bin": str(server.bytes_in + live_in),
+        "bout": str(server.bytes_out + live_out),
+        "econ": str(server.failed_connects),
+        "status": server.status,
+        "weight": str(server.weight),
+        "act": "0" if spec.backup else "1",
+        "bck": "1" if spec.backup else "0",
+        "chkfail": str(server.failed_checks) if checked else "",
+        "chkdown": str(server.down_transitions) if checked else "",
+        "lastchg": str(since),
+        "downtime": str(int(down)) if checked else "",
+        "pid": str(pid),
+        "iid": str(iid),
+        "sid": str(sid),
+        "lbtot": str(server.total),
+        "type": str(TYPE_SERVER),
+        "check_status": server.check_status,
+        "check_duration": _ms(server.check_duration),
+        "hanafail": str(server.failed_hana),
+        "agent_status": server.agent_status,
+        "agent_duration": _ms(server.agent_duration),
+        "check_desc": server.check_desc,
+        "agent_desc": server.agent_desc,
+        "check_rise": str(spec.rise) if checked else "",
+        "check_fall": str(spec.fall) if checked else "",
+        "addr": f"{host}:{server.port}",
+        "mode": backend.spec.mode,
+        "uweight": str(spec.weight),
+    }
+    return row
+
+
+def backend_row(backend: Any, iid: int, pid: int, now: float) -> Row:
+    """
+    The row of a backend (C{svname} C{BACKEND}, C{type} 1).
+    """
+    servers = backend.servers
+    bytes_in = bytes_out = 0
+    for server in servers:
+        live_in, live_out = _live_bytes(server.sessions)
+        bytes_in += server.bytes_in + live_in
+        bytes_out += server.bytes_out + live_out
+    usable = [s for s in servers if s.eligible]
+    last = max((s.last_change for s in servers), default=0.0)
+    return {
+        "pxname": backend.name,
+        "svname": "BACKEND",
+        "qcur": str(backend.queue.current),
+        "qmax": str(backend.queue.max),
+        "scur": str(backend.current),
+        "stot": str(backend.total),
+        "bin": str(bytes_in),
+        "bout": str(bytes_out),
+        "econ": str(sum(s.failed_connects for s in servers)),
+        "status": "UP" if usable else "DOWN",
+        "weight": str(sum(s.weight for s in usable)),
+        "act": str(sum(1 for s in usable if not s.spec.backup)),
+        "bck": str(sum(1 for s in usable if s.spec.backup)),
+        "lastchg": str(max(0, int(now - last))) if last else "0",
+        "pid": str(pid),
+        "iid": str(iid),
+        "sid": "0",
+        "lbtot": str(backend.total),
+        "type": str(TYPE_BACKEND),
+        "mode": backend.spec.mode,
+        "algo": backend.spec.balance,
+    }
+
+
+def stat_rows(service: Any, now: float, pid: Optional[int] = None) -> List[Row]:
+    """
+    Every row, as C{show stat} lists them: each proxy's frontend, then its
+    servers, then its backend, proxies in configuration order.
+
+    @param service: A L{l4lb.service.BalancerService} (its C{config},
+        C{frontends} and C{backends}).
+    @param now: The reactor's current time.
+    @param pid: The process id to show; this process's by default.
+    """
+    pid = os.getpid() if pid is None else pid
+    names: List[str] = []
+    for spec in service.config.frontends:
+        names.append(spec.name)
+    for spec in service.config.backends:
+        if spec.name not in names:
+            names.append(spec.name)
+    rows: List[Row] = []
+    for iid, name in enumerate(names, start=1):
+        frontend = service.frontends.get(name)
+        if frontend is not None:
+            rows.append(frontend_row(frontend, iid, pid))
+        backend = service.backends.get(name)
+        if backend is not None:
+            for sid, server in enumerate(backend.servers, start=1):
+                rows.append(server_row(backend, server, iid, sid, pid, now))
+            rows.append(backend_row(backend, iid, pid, now))
+    return rows

@@ -1,0 +1,152 @@
+"""
+The statistics web pages (C{stats bind}): C{/} the HTML page, C{/;csv} and
+C{/stats.csv} the CSV, C{/stats.json}, and C{/metrics} for Prometheus.
+Every page only reads: the pages answer C{GET} and C{HEAD}, nothing else.
+"""
+
+from __future__ import annotations
+
+import base64
+import hmac
+from typing import Any, Callable, Optional, Tuple
+
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from twisted.web.resource import Resource
+from twisted.web.server import Request, Site
+
+from l4lb.admin.html import stat_html
+from l4lb.admin.metrics import registry_for
+from l4lb.admin.render import stat_csv, stat_json
+from l4lb.admin.stats import stat_rows
+
+
+class _Text(Resource):
+    """
+    A page rendered afresh by C{render} at each request.
+    """
+
+    isLeaf = True
+
+    def __init__(self, content_type: bytes, render: Callable[[], str]) -> None:
+        super().__init__()
+        self.content_type = content_type
+        self.render_text = render
+
+    def render_GET(self, request: Request) -> bytes:
+        """
+        Answer with the current content, never cached.
+        """
+        request.setHeader(b"content-type", self.content_type)
+        request.setHeader(b"cache-control", b"no-store")
+        return self.render_text().encode("utf-8")
+
+
+class _Metrics(Resource):
+    """
+    The Prometheus exposition of a registry, rendered in the reactor
+    thread (C{prometheus_client.twisted.MetricsResource} runs it in a
+    thread pool, which the model must not be read from).
+    """
+
+    isLeaf = True
+
+    def __init__(self, registry: Any) -> None:
+        super().__init__()
+        self.registry = registry
+
+    def render_GET(self, request: Request) -> bytes:
+        """
+        Answer with the current metrics.
+        """
+        request.setHeader(b"content-type", CONTENT_TYPE_LATEST.encode("ascii"))
+        return generate_latest(self.registry)
+
+
+class StatsRoot(Resource):
+    """
+    The root of the statistics pages, optionally behind basic
+    authentication.
+    """
+
+    def __init__(self, service: Any, clock: Any, auth: Optional[Tuple[str, str]] = None):
+        super().__init__()
+        self.auth = auth
+
+        def rows() -> Any:
+            return stat_rows(service, clock.seconds())
+
+        self.page = _Text(b"text/html; charset=utf-8", lambda: stat_html(rows()))
+        csv_page = _Text(b"text/plain; charset=utf-8", lambda: stat_csv(rows()))
+        self.children = {
+            b"": self.page,
+            b";csv": csv_page,
+            b"stats.csv": csv_page,
+            b"stats.json": _Text(b"application/json", lambda: stat_json(rows())),
+            b"metrics": _Metrics(registry_for(service, clock)),
+        }
+
+    def getChildWithDefault(self, path: bytes, request: Request) -> Resource:
+        """
+        The child page, or the 401 page when the credentials are wrong.
+        """
+        if not self.authorized(request):
+            return _Unauthorized()
+        return super().getChildWithDefault(path, request)
+
+    def render_GET(self, request: Request) -> bytes:
+        """
+        C{/} without a trailing segment: the HTML page.
+        """
+        if not self.authorized(request):
+            return _Unauthorized().render(request)  # type: ignore[no-any-return]
+        return self.page.render_GET(request)
+
+    def authorized(self, request: Request) -> bool:
+        """
+        Whether C{request} carries the configured credentials (always true
+        without C{stats auth}).
+        """
+        if self.auth is None:
+            return True
+        header = request.getHeader(b"authorization") or b""
+        scheme, _, encoded = header.partition(b" ")
+        if scheme.lower() != b"basic":
+            return False
+        try:
+            given = base64.b64decode(encoded.strip(), validate=True)
+        except ValueError:
+            return False
+        wanted = f"{self.auth[0]}:{self.auth[1]}".encode("utf-8")
+        return hmac.compare_digest(given, wanted)
+
+
+class _Unauthorized(Resource):
+    isLeaf = True
+
+    def render(self, request: Request) -> bytes:
+        request.setResponseCode(401)
+        request.setHeader(b"www-authenticate", b'Basic realm="l4lb statistics"')
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        return b"Authentication required.\n"
+
+
+class _QuietSite(Site):
+    """
+    A site that writes no access log: the process log is for connections
+    and state changes.
+    """
+
+    def log(self, request: Any) -> None:
+        """
+        Log nothing.
+        """
+
+
+def stats_site(service: Any, clock: Any, auth: Optional[Tuple[str, str]] = None) -> Site:
+    """
+    The web site of the statistics pages.
+    """
+    site = _QuietSite(StatsRoot(service, clock, auth))
+    site.displayTracebacks = False
+    site.noisy = False
+    return site

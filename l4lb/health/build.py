@@ -1,0 +1,63 @@
+"""
+Which checks a TCP server gets, from its configuration.
+
+The monitor calls a builder like L{tcp_checks} for each server; the UDP
+relay brings its own builder, and the monitor does not change.
+"""
+
+from __future__ import annotations
+
+from typing import Any, List, Optional
+
+from l4lb.health.agent import AgentCheck
+from l4lb.health.tcp import TcpCheck
+from l4lb.pool import BackendState, Server
+
+
+def tcp_checks(backend: BackendState, server: Server, reactor: Any) -> List[Any]:
+    """
+    The L{l4lb.interfaces.IHealthCheck}s of a server of a TCP backend: a
+    TCP check with C{check} (a C{tcp-check} sequence with C{option
+    tcp-check} and rules, else a plain connect) on C{addr}/C{port} when
+    given, and an agent check with C{agent-check}.
+    """
+    spec = server.spec
+    backend_spec = backend.spec
+    timeouts = backend_spec.timeouts
+    checks: List[Any] = []
+    if spec.check:
+
+        def check_address() -> Optional[str]:
+            return spec.check_addr or server.address
+
+        rules = None
+        if backend_spec.tcp_check and backend_spec.tcp_check_rules:
+            rules = backend_spec.tcp_check_rules
+        checks.append(
+            TcpCheck(
+                reactor,
+                check_address,
+                spec.check_port or server.port,
+                spec.inter,
+                rules,
+                timeouts.check,
+                timeouts.connect,
+            )
+        )
+    if spec.agent_check and spec.agent_port is not None:
+
+        def agent_address() -> Optional[str]:
+            return spec.agent_addr or server.address
+
+        checks.append(
+            AgentCheck(
+                reactor,
+                agent_address,
+                spec.agent_port,
+                spec.agent_inter or spec.inter,
+                spec.agent_send,
+                timeouts.check,
+                timeouts.connect,
+            )
+        )
+    return checks

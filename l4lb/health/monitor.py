@@ -1,0 +1,125 @@
+"""
+The health monitor: a service that runs the checks of every server.
+
+It is a child of L{l4lb.service.BalancerService}: it starts and stops with
+it.  Each checked server gets a L{l4lb.health.server.ServerHealth} with one
+L{l4lb.health.loop.CheckLoop} per check; the first checks are spread
+evenly over the shortest interval, so that servers are not probed at the
+same instant, and the very first one runs at once.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList, succeed
+
+from l4lb.health.build import tcp_checks
+from l4lb.health.server import Emit, ServerHealth, log_line
+from l4lb.pool import BackendState, Server
+
+#: Makes the checks of one server: C{(backend, server, reactor)} to a
+#: list of L{l4lb.interfaces.IHealthCheck} providers.
+CheckBuilder = Callable[[BackendState, Server, Any], Sequence[Any]]
+
+#: The builders used when none are given, by backend C{mode}.  A backend
+#: whose mode has no builder gets no checks.
+DEFAULT_BUILDERS: Dict[str, CheckBuilder] = {"tcp": tcp_checks}
+
+
+class HealthMonitor(Service):
+    """
+    Runs the health and agent checks of the servers of some backends.
+
+    @ivar servers: A L{ServerHealth} per server that has checks, in file
+        order.
+    """
+
+    def __init__(
+        self,
+        backends: Iterable[BackendState],
+        reactor: Any,
+        builders: Optional[Mapping[str, CheckBuilder]] = None,
+        spread_checks: int = 0,
+        rng: Optional[random.Random] = None,
+        emit: Emit = log_line,
+    ) -> None:
+        """
+        @param backends: The backends whose servers are checked.
+        @param reactor: Time and connections for the checks.
+        @param builders: What makes each server's checks, by the C{mode}
+            of its backend; by default L{DEFAULT_BUILDERS}.  This is where
+            another transport plugs in its own checks.
+        @param spread_checks: C{spread-checks}: jitter in percent, 0-50.
+        @param rng: The source of jitter (inject a seeded one in tests).
+        @param emit: Where health log lines go.
+        """
+        self.setName("health")
+        self.reactor = reactor
+        source = rng or random.Random()
+        self.servers: List[ServerHealth] = []
+        self.builders = dict(DEFAULT_BUILDERS if builders is None else builders)
+        for backend in backends:
+            build = self.builders.get(backend.spec.mode)
+            if build is None:
+                continue
+            for server in backend.servers:
+                checks = list(build(backend, server, reactor))
+                if checks:
+                    self.servers.append(
+                        ServerHealth(server, backend, reactor, checks, spread_checks, source, emit)
+                    )
+
+    def find(self, backend: str, server: str) -> ServerHealth:
+        """
+        The L{ServerHealth} of C{backend/server}.
+
+        @raise KeyError: When that server has no checks.
+        """
+        for health in self.servers:
+            if health.backend.name == backend and health.server.name == server:
+                return health
+        raise KeyError(f"{backend}/{server}")
+
+    def start_offsets(self) -> List[float]:
+        """
+        When each loop (in the order of L{ServerHealth.loops}, server by
+        server) runs first: the shortest interval divided evenly among all
+        of them, the first at once.
+        """
+        intervals: List[float] = []
+        for health in self.servers:
+            if health.check_loop is not None:
+                intervals.append(health.base_check_interval())
+            if health.agent_loop is not None:
+                intervals.append(health.base_agent_interval())
+        if not intervals:
+            return []
+        shortest = min(intervals)
+        count = len(intervals)
+        return [shortest * index / count for index in range(count)]
+
+    def startService(self) -> None:
+        """
+        Set each server's initial state and start the checks.
+        """
+        super().startService()
+        for health in self.servers:
+            health.begin()
+        offsets = iter(self.start_offsets())
+        for health in self.servers:
+            for loop in health.loops:
+                loop.start(next(offsets))
+
+    def stopService(self) -> "Deferred[Any]":
+        """
+        Stop every check, cancelling those in progress.
+
+        @return: A L{Deferred} that fires once none is in progress.
+        """
+        super().stopService()
+        if not self.servers:
+            return succeed(None)
+        return DeferredList([health.stop() for health in self.servers], consumeErrors=True)

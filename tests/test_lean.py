@@ -1,0 +1,309 @@
+"""
+Tests for L{l4lb.tcp.lean}: the lean data path, driven over real socket
+pairs with a recording reactor and a L{Clock}.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+from typing import Iterator, List, Set, Tuple
+
+import pytest
+from twisted.internet import error
+from twisted.internet.task import Clock
+from twisted.python.failure import Failure
+from twisted.internet.testing import StringTransport
+
+from l4lb.tcp import lean
+from l4lb.tcp.lean import CHUNK, LeanRelay
+
+# Bounds every loop that fills or drains a socket.
+MAX_ROUNDS = 2000
+
+
+class FakeReactor(Clock):
+    """
+    A clock that records which descriptors are registered.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.readers: Set[object] = set()
+        self.writers: Set[object] = set()
+        self.changes = 0
+
+    def addReader(self, reader: object) -> None:
+        self.changes += reader not in self.readers
+        self.readers.add(reader)
+
+    def removeReader(self, reader: object) -> None:
+        self.changes += reader in self.readers
+        self.readers.discard(reader)
+
+    def addWriter(self, writer: object) -> None:
+        self.changes += writer not in self.writers
+        self.writers.add(writer)
+
+    def removeWriter(self, writer: object) -> None:
+        self.changes += writer in self.writers
+        self.writers.discard(writer)
+
+
+class FakeTransport:
+    """
+    Stands for a Twisted TCP transport that owns C{socket}.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.socket = sock
+        self.written: List[bytes] = []
+        self.lost: List[Failure] = []
+        self.stopped = 0
+        self.connected = True
+        self.disconnecting = False
+        self.closing = 0
+
+    def stopReading(self) -> None:
+        self.stopped += 1
+
+    def stopWriting(self) -> None:
+        self.stopped += 1
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def loseConnection(self) -> None:
+        self.closing += 1
+
+    def connectionLost(self, reason: Failure) -> None:
+        self.connected = False
+        self.lost.append(reason)
+        self.socket.close()
+
+
+class FakeSession:
+    """
+    The parts of a session the relay uses.
+    """
+
+    def __init__(self, reactor: FakeReactor) -> None:
+        self.reactor = reactor
+        self.seconds = reactor.seconds
+        self.bytes_in = 0
+        self.bytes_out = 0
+        self.last_activity = -1.0
+        self.eofs: List[str] = []
+
+    def client_eof(self) -> None:
+        self.eofs.append("client")
+
+    def server_eof(self) -> None:
+        self.eofs.append("server")
+
+
+class Pair:
+    """
+    A relay between two socket pairs: C{client} talks to the relay's client
+    socket, C{server} to its server socket.
+    """
+
+    def __init__(self) -> None:
+        self.client, client_sock = socket.socketpair()
+        server_sock, self.server = socket.socketpair()
+        for sock in (client_sock, server_sock, self.client, self.server):
+            sock.setblocking(False)
+        self.reactor = FakeReactor()
+        self.reactor.advance(7)
+        self.session = FakeSession(self.reactor)
+        self.client_transport = FakeTransport(client_sock)
+        self.server_transport = FakeTransport(server_sock)
+        self.relay = LeanRelay(self.session, self.client_transport, self.server_transport)
+        self.relay.start()
+
+    def close(self) -> None:
+        for sock in (
+            self.client,
+            self.server,
+            self.client_transport.socket,
+            self.server_transport.socket,
+        ):
+            sock.close()
+
+    def fill(self) -> int:
+        """
+        Send from the client until the relay keeps a remainder for the
+        server; return the bytes the client sent.
+        """
+        sent = 0
+        chunk = b"x" * CHUNK
+        for _ in range(MAX_ROUNDS):
+            try:
+                sent += self.client.send(chunk)
+            except BlockingIOError:
+                pass
+            self.relay.client.doRead()
+            if self.relay.server.pending is not None:
+                return sent
+        raise AssertionError("the server socket never filled up")
+
+    def drain_server(self) -> Tuple[int, bool]:
+        """
+        Read everything the server end can get, moving the relay along;
+        return the bytes read and whether an end of stream was seen.
+        """
+        got = 0
+        for _ in range(MAX_ROUNDS):
+            try:
+                data = self.server.recv(CHUNK)
+            except BlockingIOError:
+                data = None
+            if data == b"":
+                return got, True
+            if data:
+                got += len(data)
+            before = self.session.bytes_in
+            if self.relay.server in self.reactor.writers:
+                self.relay.server.doWrite()
+            elif self.relay.client in self.reactor.readers:
+                self.relay.client.doRead()
+                if data is None and self.session.bytes_in == before:
+                    return got, False
+            elif data is None:
+                return got, False
+        raise AssertionError("draining did not finish")
+
+
+@pytest.fixture
+def pair() -> Iterator[Pair]:
+    """
+    A started relay over two socket pairs, closed after the test.
+    """
+    p = Pair()
+    yield p
+    p.close()
+
+
+def test_chunk_relayed_without_registration_changes(pair: Pair) -> None:
+    """A chunk is sent on at once, counted, and leaves the reactor's registrations alone."""
+    changes = pair.reactor.changes
+    pair.client.send(b"request")
+    pair.relay.client.doRead()
+    pair.server.send(b"response!")
+    pair.relay.server.doRead()
+    assert pair.server.recv(100) == b"request"
+    assert pair.client.recv(100) == b"response!"
+    assert (pair.session.bytes_in, pair.session.bytes_out) == (7, 9)
+    assert pair.session.last_activity == 7
+    assert pair.reactor.changes == changes
+    assert pair.reactor.readers == {pair.relay.client, pair.relay.server}
+
+
+def test_start_takes_the_sockets_from_the_transports(pair: Pair) -> None:
+    """Starting stops both transports' reading and writing and registers both sides."""
+    assert pair.client_transport.stopped == 2
+    assert pair.server_transport.stopped == 2
+    assert pair.reactor.readers == {pair.relay.client, pair.relay.server}
+    assert pair.reactor.writers == set()
+
+
+def test_full_destination_pauses_the_source(pair: Pair) -> None:
+    """A destination that does not take a chunk stops reading of the source and keeps at most one chunk."""
+    pair.fill()
+    pending = pair.relay.server.pending
+    assert pending is not None and len(pending) <= CHUNK
+    assert pair.relay.client not in pair.reactor.readers
+    assert pair.reactor.writers == {pair.relay.server}
+
+
+def test_draining_resumes_and_keeps_every_byte(pair: Pair) -> None:
+    """Once the slow reader drains, the source is read again and every byte arrives once."""
+    sent = pair.fill()
+    got, eof = pair.drain_server()
+    assert not eof
+    assert got == sent == pair.session.bytes_in
+    assert pair.relay.server.pending is None
+    assert pair.reactor.writers == set()
+    assert pair.relay.client in pair.reactor.readers
+
+
+def test_end_of_stream_passed_on(pair: Pair) -> None:
+    """An end of stream from the client shuts the server's write half and tells the session."""
+    pair.client.shutdown(socket.SHUT_WR)
+    pair.relay.client.doRead()
+    assert pair.session.eofs == ["client"]
+    assert pair.server.recv(10) == b""
+    assert pair.relay.client not in pair.reactor.readers
+    # The other direction still flows.
+    pair.server.send(b"late")
+    pair.relay.server.doRead()
+    assert pair.client.recv(10) == b"late"
+
+
+def test_end_of_stream_waits_for_the_remainder(pair: Pair) -> None:
+    """An end of stream after a backlog is passed on only once the backlog is sent."""
+    sent = pair.fill()
+    pair.client.shutdown(socket.SHUT_WR)
+    got, eof = pair.drain_server()
+    assert eof
+    assert got == sent
+    assert pair.session.eofs == ["client"]
+
+
+def test_reset_destination_closes_its_transport_once(pair: Pair) -> None:
+    """A destination that was reset is closed by its transport, once, and the relay lets go."""
+    pair.server.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    pair.server.close()
+    pair.client.send(b"to nobody")
+    pair.relay.client.doRead()
+    pair.relay.client.doRead()
+    assert len(pair.server_transport.lost) == 1
+    assert pair.client_transport.lost == []
+    assert not pair.relay.attached
+    assert pair.reactor.readers == pair.reactor.writers == set()
+    pair.server = socket.socket()
+
+
+def test_graceful_detach_hands_the_remainder_back(pair: Pair) -> None:
+    """Detaching to close gracefully gives the kept remainder to the destination's transport."""
+    pair.fill()
+    pending = pair.relay.server.pending
+    assert pending is not None
+    kept = bytes(pending)
+    pair.relay.detach(flush=True)
+    assert pair.server_transport.written == [kept]
+    assert pair.reactor.readers == pair.reactor.writers == set()
+    assert pair.client_transport.lost == pair.server_transport.lost == []
+
+
+def test_abort_drops_the_remainder(pair: Pair) -> None:
+    """Detaching to abort drops the remainder and leaves closing to the transports."""
+    pair.fill()
+    pair.relay.detach(flush=False)
+    pair.relay.detach(flush=True)
+    assert pair.server_transport.written == []
+    assert pair.relay.server.pending is None
+    assert pair.reactor.readers == pair.reactor.writers == set()
+
+
+def test_only_plain_tcp_transports_are_usable() -> None:
+    """Transports that are not Twisted TCP connections keep the classic path."""
+    assert not lean.usable(FakeReactor(), StringTransport(), StringTransport())
+
+
+def test_close_without_remainder_closes_both_now(pair: Pair) -> None:
+    """A graceful close with nothing left to send closes both sockets at once."""
+    pair.relay.close()
+    for transport in (pair.client_transport, pair.server_transport):
+        assert [f.type for f in transport.lost] == [error.ConnectionDone]
+        assert transport.closing == 0
+    assert pair.reactor.readers == pair.reactor.writers == set()
+
+
+def test_close_with_remainder_leaves_it_to_the_transport(pair: Pair) -> None:
+    """A graceful close lets the transport holding a remainder send it before closing."""
+    pair.fill()
+    pair.relay.close()
+    assert len(pair.server_transport.written) == 1
+    assert pair.server_transport.closing == 1 and pair.server_transport.lost == []
+    assert len(pair.client_transport.lost) == 1
