@@ -123,3 +123,42 @@ class IHealthCheck(Interface):
             seconds.  Cancelling it abandons the check (its connection is
             closed).  A failure is logged and counted as a failed check.
         """
+
+
+class IClientStage(Interface):
+    """
+    A step every new connection of a frontend goes through, in order, before
+    a server is chosen: reading a PROXY protocol header, checking the source
+    against the frontend's rules and limits, reading a TLS ClientHello to
+    route by server name.
+
+    One stage object serves every connection of its frontend; what it learns
+    about a connection it writes on the session (C{client_host},
+    C{client_port}, C{backend}, C{sni}, C{on_end}).  A stage refuses a
+    connection by raising L{l4lb.tcp.stages.StageRejected}.
+    """
+
+    def inspect(session: object, data: bytearray) -> object:
+        """
+        Look at what the client sent so far.
+
+        Called once with what is buffered when the stage's turn comes
+        (possibly nothing), then after each new chunk, until it decides.
+
+        @param session: The L{l4lb.tcp.relay.Session}.
+        @param data: The bytes the client sent that earlier stages did not
+            consume; not to be changed.
+        @return: C{None} to wait for more, or how many leading bytes of
+            C{data} the stage consumed (they are not relayed; C{0} for
+            none).
+        @raise l4lb.tcp.stages.StageRejected: To close the connection.
+        """
+
+    def expired(session: object, data: bytearray) -> object:
+        """
+        The frontend's C{tcp-request inspect-delay} passed while the stage
+        waited for more.
+
+        @return: As for L{inspect}; C{None} closes the connection (C{cR}).
+        @raise l4lb.tcp.stages.StageRejected: To close the connection.
+        """

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import IO, Optional
+from typing import IO, Any, Optional
 
 import attr
 
@@ -65,6 +65,8 @@ class ConnectionRecord:
     @ivar redispatched: Whether a retry went to another server.
     @ivar srv_queue: Queue positions passed on the server.
     @ivar backend_queue: Queue positions passed on the backend.
+    @ivar sni: On a frontend that routes by TLS server name, the name the
+        client asked for (empty when it gave none); C{None} elsewhere.
     """
 
     client_host: str
@@ -86,6 +88,7 @@ class ConnectionRecord:
     redispatched: bool = False
     srv_queue: int = 0
     backend_queue: int = 0
+    sni: Optional[str] = None
 
 
 def format_tcplog(r: ConnectionRecord) -> str:
@@ -93,15 +96,20 @@ def format_tcplog(r: ConnectionRecord) -> str:
     Format a record in HAProxy's C{option tcplog} layout::
 
         %ci:%cp [%t] %ft %b/%s %Tw/%Tc/%Tt %B %ts %ac/%fc/%bc/%sc/%rc %sq/%bq
+
+    followed, on a frontend that routes by TLS server name, by the name in
+    braces as HAProxy prints a captured value: C{{db.example.com}}, or
+    C{{}} for none.
     """
     retries = f"+{r.retries}" if r.redispatched else str(r.retries)
+    capture = "" if r.sni is None else f" {{{r.sni}}}"
     return (
         f"{r.client_host}:{r.client_port} [{format_date(r.accepted)}]"
         f" {r.frontend} {r.backend}/{r.server or '<NOSRV>'}"
         f" {_millis(r.queue_time)}/{_millis(r.connect_time)}/{_millis(r.total_time)}"
         f" {r.bytes_out} {r.termination}"
         f" {r.actconn}/{r.feconn}/{r.beconn}/{r.srvconn}/{retries}"
-        f" {r.srv_queue}/{r.backend_queue}"
+        f" {r.srv_queue}/{r.backend_queue}{capture}"
     )
 
 
@@ -161,6 +169,18 @@ class LogSink:
                 pass
         self._stream = None
         self._owned = False
+
+
+def open_sink(target: LogTarget, reactor: Any) -> Any:
+    """
+    The sink for a configured target: a L{LogSink} for files and standard
+    streams, a L{l4lb.syslog.SyslogSink} for C{syslog} and C{udp}.
+    """
+    if target.kind in ("syslog", "udp"):
+        from l4lb.syslog import SyslogSink
+
+        return SyslogSink(target, reactor)
+    return LogSink(target)
 
 
 class MemorySink:

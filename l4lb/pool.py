@@ -11,6 +11,7 @@ from zope.interface import Interface
 
 from l4lb.config.model import Backend as BackendSpec
 from l4lb.config.model import ServerSpec
+from l4lb.proxyproto import preamble
 from l4lb.udp.counters import UdpCounters
 from l4lb.queue import WaitQueue
 
@@ -62,6 +63,13 @@ class Server:
         have ended (the stats add the open ones).
     @ivar bytes_out: Bytes from it relayed to clients by connections that
         have ended.
+    @ivar preamble: What makes the first bytes it receives on each relayed
+        connection (its PROXY protocol header), given the session, or
+        C{None}.
+    @ivar tls: For a server with C{ssl}, the
+        L{IOpenSSLClientConnectionCreator
+        <twisted.internet.interfaces.IOpenSSLClientConnectionCreator>} its
+        relayed connections are wrapped with; C{None} for plain TCP.
     """
 
     __slots__ = (
@@ -94,6 +102,8 @@ class Server:
         "udp",
         "bytes_in",
         "bytes_out",
+        "preamble",
+        "tls",
     )
 
     def __init__(self, spec: ServerSpec, backend: Optional["BackendState"] = None):
@@ -126,6 +136,8 @@ class Server:
         self.udp = UdpCounters()
         self.bytes_in = 0
         self.bytes_out = 0
+        self.preamble: Optional[Callable[[Any], bytes]] = preamble(spec.send_proxy)
+        self.tls: Any = None
 
     @property
     def full(self) -> bool:

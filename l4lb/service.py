@@ -23,9 +23,13 @@ from twisted.python.failure import Failure
 from l4lb.balancers import find_factory
 from l4lb.config.model import Config
 from l4lb.health.monitor import DEFAULT_BUILDERS, HealthMonitor
-from l4lb.logs import LogSink
+from l4lb.logs import open_sink
 from l4lb.pool import BackendState
+from l4lb.protect.ratelimit import SessionRate
+from l4lb.tcp.backlog import effective_backlog, with_backlog
 from l4lb.tcp.frontend import FrontendFactory, FrontendState
+from l4lb.tcp.stagelist import bind_stages, build_stages
+from l4lb.tcp.tls import attach_tls, listening_factory
 from l4lb.tcp.limits import ConnectionLimiter
 from l4lb.udp.check import udp_checks
 from l4lb.udp.frontend import UdpFrontend
@@ -71,6 +75,10 @@ class BalancerService(MultiService):
         socket}), or C{None}.
     @ivar stats_port: The statistics pages' listening port (C{stats
         bind}), or C{None}.
+    @ivar retired: The servers a reload removed that still have
+        connections (L{l4lb.reload}).
+    @ivar config_path: The file a reload reads (by default the
+        configuration's C{source}).
     """
 
     def __init__(self, config: Config, reactor: Any, sink: Optional[Any] = None) -> None:
@@ -88,8 +96,10 @@ class BalancerService(MultiService):
         maxconn = config.global_settings.maxconn or default_maxconn()
         self.limiter = ConnectionLimiter(maxconn)
         self.backends: Dict[str, BackendState] = {
-            b.name: BackendState(b, find_factory(b.balance)) for b in config.backends
+            b.name: self.build_backend(b) for b in config.backends
         }
+        self.retired: List[Any] = []
+        self.config_path = config.source
         self.frontends: Dict[str, FrontendState] = {}
         self.udp_frontends: Dict[str, UdpFrontend] = {}
         self.ports: Dict[str, List[Any]] = {}
@@ -117,31 +127,13 @@ class BalancerService(MultiService):
         if self._sink is not None:
             self.sink = self._sink
         elif self.config.global_settings.log.kind != "none":
-            self.sink = LogSink(self.config.global_settings.log)
+            self.sink = open_sink(self.config.global_settings.log, self.reactor)
         for spec in self.config.frontends:
-            if spec.mode == "udp":
-                self._bind_udp(spec)
-                continue
-            gate = self.limiter.gate(spec.maxconn)
-            state = FrontendState(
-                spec, self.backends[spec.default_backend], gate, self.reactor, self.sink
-            )
-            state.lean = self.config.global_settings.relay == "lean"
-            self.frontends[spec.name] = state
-            factory = FrontendFactory(state)
-            ports = self.ports.setdefault(spec.name, [])
-            for bind in spec.binds:
-                try:
-                    port = _listen_now(serverFromString(self.reactor, bind.endpoint), factory)
-                except Exception as e:
-                    self._close_ports()
-                    where = f"{self.config.source}:{bind.line}: " if bind.line else ""
-                    raise BindError(
-                        f"{where}frontend '{spec.name}' cannot listen on"
-                        f" '{bind.text or bind.endpoint}': {_reason(e)}"
-                    ) from e
-                gate.add_port(port)
-                ports.append(port)
+            try:
+                self.start_frontend(spec)
+            except BindError:
+                self._close_ports()
+                raise
         self._listen_admin()
         self._listen_stats()
         self._bound = True
@@ -194,28 +186,110 @@ class BalancerService(MultiService):
                 f"stats bind cannot listen on '{where.host}:{where.port}': {_reason(e)}"
             ) from e
 
-    def _bind_udp(self, spec: Any) -> None:
+    def build_backend(self, spec: Any) -> BackendState:
         """
-        Bind a C{mode udp} frontend's addresses; its ports read nothing
-        until the service is ready.
+        Make the runtime state of one backend (at start and on reload).
         """
-        udp = UdpFrontend(
-            spec, self.backends[spec.default_backend], self.reactor, self.sink, default_maxconn()
-        )
-        self.udp_frontends[spec.name] = udp
-        ports = self.ports.setdefault(spec.name, [])
-        for bind in spec.binds:
-            try:
+        backend = BackendState(spec, find_factory(spec.balance))
+        self.prepare_servers(backend.servers)
+        return backend
+
+    def prepare_servers(self, servers: Any) -> None:
+        """
+        Give new L{l4lb.pool.Server}s what their configuration asks beyond
+        the plain state (TLS settings).
+        """
+        attach_tls(servers)
+
+    def start_frontend(self, spec: Any) -> None:
+        """
+        Make a frontend's runtime state and bind its addresses (at start
+        and on reload); it accepts nothing until opened.
+
+        @raise BindError: When a bind fails; this frontend's ports bound so
+            far are closed again first.
+        """
+        self.ports[spec.name] = []
+        if spec.mode == "udp":
+            self.udp_frontends[spec.name] = UdpFrontend(
+                spec, self.backends[spec.default_backend], self.reactor, self.sink, default_maxconn()
+            )
+        else:
+            gate = self.limiter.gate(spec.maxconn)
+            if spec.rate_limit_sessions:
+                gate.rate = SessionRate(self.reactor, spec.rate_limit_sessions, gate.update)
+            state = FrontendState(
+                spec, self.backends[spec.default_backend], gate, self.reactor, self.sink
+            )
+            state.lean = self.config.global_settings.relay == "lean"
+            state.stages = build_stages(spec, self.backends)
+            self.frontends[spec.name] = state
+        try:
+            for bind in spec.binds:
+                self.ports[spec.name].append(self.listen(spec, bind))
+        except BindError:
+            self.stop_frontend(spec.name)
+            raise
+
+    def listen(self, spec: Any, bind: Any) -> Any:
+        """
+        Bind one address of the running frontend C{spec.name} and return
+        the port.  A TCP port joins the frontend's gate; a UDP port reads
+        nothing until started.
+
+        @raise BindError: When it cannot listen.
+        """
+        udp = self.udp_frontends.get(spec.name)
+        try:
+            if udp is not None:
                 port = listen_bind(self.reactor, bind, udp.listener())
-            except Exception as e:
-                self._close_ports()
-                where = f"{self.config.source}:{bind.line}: " if bind.line else ""
-                raise BindError(
-                    f"{where}frontend '{spec.name}' cannot listen on UDP"
-                    f" '{bind.text or bind.endpoint}': {_reason(e)}"
-                ) from e
-            port.stopReading()
-            ports.append(port)
+                port.stopReading()
+                return port
+            state = self.frontends[spec.name]
+            factory = FrontendFactory(state, bind_stages(spec, bind))
+            backlog = effective_backlog(
+                bind.backlog, spec.backlog, spec.maxconn, self.limiter.maxconn
+            )
+            port = _listen_now(
+                serverFromString(self.reactor, with_backlog(bind.endpoint, backlog)),
+                listening_factory(bind, factory, self.reactor),
+            )
+        except Exception as e:
+            where = f"{self.config.source}:{bind.line}: " if bind.line else ""
+            kind = "UDP " if udp is not None else ""
+            raise BindError(
+                f"{where}frontend '{spec.name}' cannot listen on"
+                f" {kind}'{bind.text or bind.endpoint}': {_reason(e)}"
+            ) from e
+        state.gate.add_port(port)
+        return port
+
+    def unlisten(self, name: str, port: Any) -> "Deferred[Any]":
+        """
+        Close one listening port of the frontend C{name}; its established
+        connections are not touched.
+        """
+        state = self.frontends.get(name)
+        if state is not None:
+            state.gate.remove_port(port)
+        return _maybe_deferred(port.stopListening())
+
+    def stop_frontend(self, name: str) -> "Deferred[Any]":
+        """
+        Close a frontend's ports and forget it; its established TCP
+        connections continue (its UDP sessions end, since their replies
+        left through its ports).
+        """
+        closing = [self.unlisten(name, port) for port in self.ports.pop(name, [])]
+        state = self.frontends.pop(name, None)
+        if state is not None:
+            self.limiter.remove(state.gate)
+            if state.gate.rate is not None:
+                state.gate.rate.stop()
+        udp = self.udp_frontends.pop(name, None)
+        if udp is not None:
+            udp.stop()
+        return DeferredList(closing, consumeErrors=True)
 
     def startService(self) -> None:
         """
@@ -291,14 +365,17 @@ class BalancerService(MultiService):
 
     def open_sessions(self) -> List[Any]:
         """
-        The TCP sessions open now: those assigned to a server and those
-        waiting in a backend's queue.
+        The TCP sessions open now: those assigned to a server (including
+        the servers a reload removed) and those waiting in a backend's
+        queue.
         """
         sessions: List[Any] = []
         for backend in self.backends.values():
             for server in backend.servers:
                 sessions.extend(server.sessions)
             sessions.extend(getattr(backend.queue, "_waiting", ()))
+        for server in self.retired:
+            sessions.extend(server.sessions)
         return sessions
 
     def _drain(self, grace: float) -> "Deferred[None]":
@@ -362,6 +439,8 @@ class BalancerService(MultiService):
                 closing.append(_maybe_deferred(admin.stopListening()))
         for state in self.frontends.values():
             self.limiter.remove(state.gate)
+            if state.gate.rate is not None:
+                state.gate.rate.stop()
         self._bound = False
         return DeferredList(closing, consumeErrors=True)
 

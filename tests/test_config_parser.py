@@ -173,8 +173,6 @@ def without_lines(config: Config) -> Config:
 def test_shipped_lb_ini_matches_seed() -> None:
     """etc/lb.ini, when present, parses to the seed's objects."""
     path = ROOT / "etc" / "lb.ini"
-    if not path.exists():
-        pytest.skip("etc/lb.ini is not in this tree")
     config, warnings = load_config_with_warnings(str(path))
     assert warnings == []
     assert without_lines(config) == without_lines(EXPECTED_SEED)
@@ -370,7 +368,7 @@ def test_forgotten_equals_sign() -> None:
     [
         ("maxconn = 0", "0 is out of range; expected an integer >= 1"),
         ("maxconn = many", "'many' is not an integer; expected an integer >= 1"),
-        ("log = syslog", "allowed: stdout, stderr, none, or an absolute file path"),
+        ("log = sislog", "allowed: stdout, stderr, none, a file path"),
         ("spread-checks = 51", "expected an integer from 0 to 50"),
         ("tune.relay = splice", "lean, classic"),
     ],

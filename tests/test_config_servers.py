@@ -5,12 +5,14 @@ C{default-server}, and the errors for wrong ones.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import List
 
 import pytest
 
 from l4lb.config import ConfigError, Problem, ServerSpec, parse_config
 from l4lb.config.servers import OPTION_WORDS, parse_server
+from tests.tlskit import make_pki
 
 HEAD = """\
 [defaults]
@@ -80,8 +82,9 @@ def test_bad_server_addresses(address: str, message: str) -> None:
     assert message in problem.message
 
 
-def test_every_option_word_is_accepted_and_recorded() -> None:
+def test_every_option_word_is_accepted_and_recorded(tmp_path: Path) -> None:
     """Every HAProxy option word is validated and kept, in order."""
+    pki = make_pki(str(tmp_path))
     line = (
         "server s1 = 10.0.0.1:80 check backup disabled enabled agent-check send-proxy"
         " send-proxy-v2 ssl check-ssl no-check inter 3s fastinter 500 downinter 1m"
@@ -89,8 +92,10 @@ def test_every_option_word_is_accepted_and_recorded() -> None:
         " slowstart 30s init-state fully-down agent-port 9999 agent-inter 5s"
         " agent-send 'ready now' agent-addr 10.0.0.8 observe layer4 error-limit 5"
         " on-error mark-down on-marked-down shutdown-sessions"
-        " on-marked-up shutdown-backup-sessions id 7 ca-file /etc/ca.pem crt /etc/c.pem"
-        " sni app.example verify required hash-key addr-port\n"
+        f" on-marked-up shutdown-backup-sessions id 7 ca-file {pki.ca} crt {pki.server}"
+        " sni app.example verify required hash-key addr-port"
+        " check-send-proxy no-send-proxy-v2 no-send-proxy no-ssl no-check-ssl ssl"
+        " verifyhost app.example\n"
     )
     (server,) = servers(line)
     words = [word for word, _ in server.options]
@@ -103,6 +108,10 @@ def test_every_option_word_is_accepted_and_recorded() -> None:
     assert (server.check_port, server.check_addr) == (8081, "10.0.0.9")
     # Later words win: 'enabled' after 'disabled', 'no-check' after 'check'.
     assert server.backup is True and server.disabled is False and server.check is False
+    assert server.send_proxy == 0 and server.check_send_proxy is True
+    # 'ssl' after 'no-ssl' wins; 'no-check-ssl' after 'check-ssl' wins.
+    assert server.ssl is True and server.check_ssl is False
+    assert (server.verifyhost, server.ca_file) == ("app.example", pki.ca)
 
 
 def test_server_defaults() -> None:

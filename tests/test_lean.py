@@ -307,3 +307,24 @@ def test_close_with_remainder_leaves_it_to_the_transport(pair: Pair) -> None:
     assert len(pair.server_transport.written) == 1
     assert pair.server_transport.closing == 1 and pair.server_transport.lost == []
     assert len(pair.client_transport.lost) == 1
+
+
+def test_first_bytes_reach_the_server_before_the_client_is_read() -> None:
+    """
+    Bytes given to C{start} (a PROXY header, bytes read while inspecting)
+    are sent first; the client is only read once they are all sent.
+    """
+    p = Pair()
+    try:
+        p.relay.detach(flush=False)
+        relay = LeanRelay(p.session, p.client_transport, p.server_transport)
+        relay.start(b"PROXY header\r\n")
+        assert relay.client not in p.reactor.readers
+        assert relay.server in p.reactor.writers
+        p.client.send(b"after")
+        relay.server.doWrite()
+        assert relay.client in p.reactor.readers
+        relay.client.doRead()
+        assert p.server.recv(100) == b"PROXY header\r\nafter"
+    finally:
+        p.close()

@@ -12,7 +12,6 @@ import pytest
 from twisted.internet.error import MessageLengthError
 from twisted.logger import capturedLogs
 
-from l4lb.balancers import available
 from l4lb.udp.session import UdpSession
 from l4lb.udp.sockets import MAX_DATAGRAM
 
@@ -402,7 +401,6 @@ def test_ipv6_servers_get_ipv6_sockets() -> None:
     assert rig.replies() == [(b"r", ("2001:db8::99", 5353))]
 
 
-@pytest.mark.skipif("source" not in available(), reason="no source balancer installed")
 def test_source_hashing_agrees_across_instances() -> None:
     """Two balancers with the same servers send each client address to the same server."""
     one = UdpRig(servers=udp_servers("a", "b", "c"), balance="source")

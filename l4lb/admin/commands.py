@@ -15,6 +15,7 @@ from typing import Any, Callable, List, Tuple
 import l4lb
 from l4lb.admin.render import stat_csv
 from l4lb.admin.stats import stat_rows
+from l4lb.admin.tables import show_table
 
 HELP = """\
 The following commands are valid at this level:
@@ -23,6 +24,7 @@ The following commands are valid at this level:
   show stat                               : statistics, HAProxy's CSV
   show servers state [BACKEND]            : every server's runtime state
   show sess                               : open connections
+  show table [FRONTEND]                   : stick tables (one: with its entries)
   set server B/S state ready|drain|maint  : change a server's admin state
   set server B/S weight W[%]              : change a server's weight
   enable server B/S                       : same as 'set server B/S state ready'
@@ -32,6 +34,7 @@ The following commands are valid at this level:
   shutdown sessions server B/S            : close every connection of a server
   set maxconn frontend F N                : change a frontend's connection limit (0: none)
   clear counters                          : reset the cumulative counters
+  reload                                  : re-read the configuration file and apply it
 """
 
 
@@ -64,6 +67,7 @@ class AdminCommands:
             (("show", "stat"), self._show_stat),
             (("show", "servers", "state"), self._show_servers_state),
             (("show", "sess"), self._show_sess),
+            (("show", "table"), self._show_table),
             (("set", "server"), self._set_server),
             (("enable", "server"), lambda a: self._admin(a, "ready", "enable server")),
             (("disable", "server"), lambda a: self._admin(a, "maint", "disable server")),
@@ -72,6 +76,7 @@ class AdminCommands:
             (("shutdown", "sessions", "server"), self._shutdown_sessions),
             (("set", "maxconn", "frontend"), self._set_maxconn),
             (("clear", "counters"), self._clear_counters),
+            (("reload",), self._reload),
         ]
 
     def run(self, line: str) -> str:
@@ -109,6 +114,14 @@ class AdminCommands:
     def _help(self, args: List[str]) -> str:
         return HELP
 
+    def _show_table(self, args: List[str]) -> str:
+        if len(args) > 1:
+            raise CommandError("Usage: show table [FRONTEND].")
+        text = show_table(self.service, self.clock.seconds(), args[0] if args else None)
+        if text is None:
+            raise CommandError(f"No stick table on frontend '{args[0]}'.")
+        return text
+
     def _show_info(self, args: List[str]) -> str:
         limiter = self.service.limiter
         total = sum(f.total for f in self.service.frontends.values())
@@ -126,6 +139,7 @@ class AdminCommands:
             ("CumConns", str(total)),
             ("Frontends", str(len(self.service.frontends) + len(self.service.udp_frontends))),
             ("Backends", str(len(self.service.backends))),
+            ("DroppedLogs", str(getattr(getattr(self.service, "sink", None), "dropped", 0))),
         ]
         return "".join(f"{key}: {value}\n" for key, value in info)
 
@@ -242,11 +256,20 @@ class AdminCommands:
         frontend.gate.update()
         return ""
 
+    def _reload(self, args: List[str]) -> str:
+        from l4lb.reload import reload_file
+
+        if args:
+            raise CommandError("'reload' takes no argument.")
+        result = reload_file(self.service)
+        return "".join(f"{line}\n" for line in [*result.errors, *result.warnings, result.summary()])
+
     def _clear_counters(self, args: List[str]) -> str:
         if args and args != ["all"]:
             raise CommandError("Usage: clear counters [all].")
         for frontend in self.service.frontends.values():
             frontend.total = frontend.bytes_in = frontend.bytes_out = 0
+            frontend.denied = 0
         for backend in self.service.backends.values():
             backend.total = 0
             backend.queue.max = 0

@@ -24,6 +24,7 @@ _FRONTEND = [
     ("bytes_in", "bin", "counter", "Bytes received from clients."),
     ("bytes_out", "bout", "counter", "Bytes sent to clients."),
     ("limit_sessions", "slim", "gauge", "Connection limit."),
+    ("denied_connections", "dcon", "counter", "Connections refused by a source rule or limit."),
 ]
 _BACKEND = [
     ("current_sessions", "scur", "gauge", "Connections open now."),
@@ -51,6 +52,17 @@ _SERVER = [
 ]
 
 
+#: The UDP counters of C{mode udp} frontends, backends and servers.
+_UDP = [
+    ("udp_sessions", "udp_sessions", "counter", "UDP sessions started."),
+    ("udp_datagrams_in", "udp_datagrams_in", "counter", "Datagrams from clients."),
+    ("udp_datagrams_out", "udp_datagrams_out", "counter", "Datagrams from servers."),
+    ("udp_dropped", "udp_dropped", "counter", "Datagrams dropped."),
+    ("udp_refused", "udp_refused", "counter", "ICMP port unreachable answers from servers."),
+    ("udp_evicted", "udp_evicted", "counter", "Sessions evicted at maxsessions."),
+]
+
+
 class StatsCollector:
     """
     Collects the metrics from fresh statistics rows at each scrape.
@@ -73,7 +85,11 @@ class StatsCollector:
         process.add_metric([], self.current_connections())
         yield process
         rows = self.rows()
-        kinds = {"0": ("frontend", _FRONTEND), "1": ("backend", _BACKEND), "2": ("server", _SERVER)}
+        kinds = {
+            "0": ("frontend", _FRONTEND + _UDP),
+            "1": ("backend", _BACKEND + _UDP),
+            "2": ("server", _SERVER + _UDP),
+        }
         for type_, (kind, columns) in kinds.items():
             chosen = [r for r in rows if r.get("type") == type_]
             labels = ["proxy", "server"] if kind == "server" else ["proxy"]

@@ -35,10 +35,14 @@ def _value(text: str) -> object:
 def stat_json(rows: Iterable[Row]) -> str:
     """
     The same rows as JSON: C{{"stats": [ROW, ...]}}, each row an object of
-    its filled columns (numbers as numbers), in L{FIELDS} order.
+    its filled columns (numbers as numbers), in L{FIELDS} order, then the
+    UDP counters of C{mode udp} rows (C{udp_*}).
     """
     data = [
-        {name: _value(row[name]) for name in FIELDS if row.get(name, "") != ""}
+        {
+            **{name: _value(row[name]) for name in FIELDS if row.get(name, "") != ""},
+            **{name: _value(value) for name, value in row.items() if name.startswith("udp_")},
+        }
         for row in rows
     ]
     return json.dumps({"stats": data}, indent=1) + "\n"

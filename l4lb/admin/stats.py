@@ -2,7 +2,9 @@
 Statistics read from a running L{l4lb.service.BalancerService}: one row
 per frontend, backend and server, keyed by HAProxy's C{show stat} column
 names, every value already a string.  Columns l4lb does not fill are
-absent (rendered empty).
+absent (rendered empty).  Rows of C{mode udp} proxies also carry their
+UDP counters as C{udp_*} keys (C{udp_datagrams_in}, ...), which the CSV
+leaves out and the JSON and Prometheus outputs include.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 from typing import Any, Dict, Iterable, List, Optional
 
 from l4lb.admin.fields import TYPE_BACKEND, TYPE_FRONTEND, TYPE_SERVER
+from l4lb.udp.counters import live
 
 Row = Dict[str, str]
 
@@ -27,12 +30,28 @@ def _ms(seconds: Optional[float]) -> str:
     return "" if seconds is None else str(int(round(seconds * 1000)))
 
 
-def frontend_row(frontend: Any, iid: int, pid: int) -> Row:
+def frontend_row(
+    frontend: Any, iid: int, pid: int, backends: Optional[Dict[str, Any]] = None
+) -> Row:
     """
     The row of a TCP frontend (C{svname} C{FRONTEND}, C{type} 0).
+
+    @param backends: Every backend by name, to count the open sessions its
+        C{use_backend} rules sent to other backends than its default one.
     """
     gate = frontend.gate
-    live = [s for srv in frontend.backend.servers for s in srv.sessions if s.frontend is frontend]
+    used = [frontend.backend]
+    for route in frontend.spec.sni_routes:
+        other = (backends or {}).get(route.backend)
+        if other is not None and other not in used:
+            used.append(other)
+    live = [
+        s
+        for backend in used
+        for srv in backend.servers
+        for s in srv.sessions
+        if s.frontend is frontend
+    ]
     live_in, live_out = _live_bytes(live)
     limit = gate.maxconn or gate.limiter.maxconn
     return {
@@ -50,7 +69,52 @@ def frontend_row(frontend: Any, iid: int, pid: int) -> Row:
         "type": str(TYPE_FRONTEND),
         "mode": "tcp",
         "conn_tot": str(frontend.total),
+        "dcon": str(frontend.denied),
+        "rate_lim": str(frontend.spec.rate_limit_sessions) if frontend.spec.rate_limit_sessions else "",
     }
+
+
+def _udp_columns(counters: Any, frontend: bool) -> Row:
+    """
+    The columns of a C{mode udp} row taken from its L{UdpCounters}:
+    sessions as HAProxy's sessions, datagrams from clients as requests
+    (C{req_tot}), datagrams dropped as request errors on a frontend
+    (C{ereq}) and response errors on a backend or server (C{eresp}); and
+    every counter again under its own name (C{udp_*}) for the JSON and
+    Prometheus outputs.
+    """
+    row = {
+        "stot": str(counters.sessions),
+        "bin": str(counters.bytes_in),
+        "bout": str(counters.bytes_out),
+        "req_tot": str(counters.datagrams_in),
+        ("ereq" if frontend else "eresp"): str(counters.dropped),
+    }
+    for name, value in counters.as_dict().items():
+        row["udp_" + name] = str(value)
+    return row
+
+
+def udp_frontend_row(frontend: Any, iid: int, pid: int) -> Row:
+    """
+    The row of a C{mode udp} frontend (C{svname} C{FRONTEND}, C{type} 0):
+    its sessions, datagrams and bytes, those of running sessions included.
+    """
+    row = {
+        "pxname": frontend.name,
+        "svname": "FRONTEND",
+        "scur": str(frontend.current),
+        "slim": str(frontend.table.capacity),
+        "status": "OPEN",
+        "pid": str(pid),
+        "iid": str(iid),
+        "sid": "0",
+        "type": str(TYPE_FRONTEND),
+        "mode": "udp",
+    }
+    row.update(_udp_columns(frontend.snapshot(), True))
+    row["conn_tot"] = row["stot"]
+    return row
 
 
 def server_row(backend: Any, server: Any, iid: int, sid: int, pid: int, now: float) -> Row:
@@ -102,6 +166,8 @@ def server_row(backend: Any, server: Any, iid: int, sid: int, pid: int, now: flo
         "mode": backend.spec.mode,
         "uweight": str(spec.weight),
     }
+    if backend.spec.mode == "udp":
+        row.update(_udp_columns(live(server.udp, server.sessions), False))
     return row
 
 
@@ -117,7 +183,7 @@ def backend_row(backend: Any, iid: int, pid: int, now: float) -> Row:
         bytes_out += server.bytes_out + live_out
     usable = [s for s in servers if s.eligible]
     last = max((s.last_change for s in servers), default=0.0)
-    return {
+    row = {
         "pxname": backend.name,
         "svname": "BACKEND",
         "qcur": str(backend.queue.current),
@@ -140,6 +206,10 @@ def backend_row(backend: Any, iid: int, pid: int, now: float) -> Row:
         "mode": backend.spec.mode,
         "algo": backend.spec.balance,
     }
+    if backend.spec.mode == "udp":
+        udp = live(backend.udp, [s for server in servers for s in server.sessions])
+        row.update(_udp_columns(udp, False))
+    return row
 
 
 def stat_rows(service: Any, now: float, pid: Optional[int] = None) -> List[Row]:
@@ -163,7 +233,10 @@ def stat_rows(service: Any, now: float, pid: Optional[int] = None) -> List[Row]:
     for iid, name in enumerate(names, start=1):
         frontend = service.frontends.get(name)
         if frontend is not None:
-            rows.append(frontend_row(frontend, iid, pid))
+            rows.append(frontend_row(frontend, iid, pid, service.backends))
+        udp_frontend = getattr(service, "udp_frontends", {}).get(name)
+        if udp_frontend is not None:
+            rows.append(udp_frontend_row(udp_frontend, iid, pid))
         backend = service.backends.get(name)
         if backend is not None:
             for sid, server in enumerate(backend.servers, start=1):

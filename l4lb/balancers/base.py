@@ -73,6 +73,7 @@ class BalancerBase:
             one; C{None} takes the setting of the servers' backend, or
             C{False} when they have none.
         """
+        self.check_args(args)
         self.servers: Tuple[Server, ...] = tuple(servers)
         self.args = args
         if allbackups is None:
@@ -80,14 +81,20 @@ class BalancerBase:
         self.allbackups = allbackups
         self._active = tuple(s for s in self.servers if not s.spec.backup)
         self._backups = tuple(s for s in self.servers if s.spec.backup)
+        self.setup()
+
+    def setup(self) -> None:
+        """
+        Build the algorithm's own state once the servers and arguments are
+        known (called last by C{__init__}); the base has none.
+        """
 
     @classmethod
     def check_args(cls, args: Tuple[str, ...]) -> None:
         """
         Check the arguments written after the algorithm's name, when the
         configuration is read.  The base accepts any; an algorithm that
-        takes none or a few overrides this and is then also called from
-        its C{__init__}.
+        takes none or a few overrides this; C{__init__} calls it too.
 
         @raise BalancerArgumentError: When C{args} are not valid.
         """

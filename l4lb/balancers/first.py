@@ -44,21 +44,10 @@ class First(BalancerBase):
     name = "first"
     needs_client_address = False
 
-    def __init__(
-        self,
-        servers: Sequence[Server],
-        args: Tuple[str, ...] = (),
-        allbackups: Optional[bool] = None,
-    ) -> None:
+    def setup(self) -> None:
         """
-        @param servers: The backend's servers, in file order.
-        @param args: Must be empty.
-        @param allbackups: See L{BalancerBase}.
-        @raise l4lb.balancers.base.BalancerArgumentError: When C{args} is
-            not empty.
+        Build the algorithm's own state.
         """
-        self.check_args(args)
-        super().__init__(servers, args, allbackups)
         self._ordered = (by_id(self._active), by_id(self._backups))
 
     @classmethod

@@ -10,7 +10,7 @@ in the file taking every tie.  A pick is one pass over the candidates.
 
 from __future__ import annotations
 
-from typing import Container, Optional, Sequence, Tuple
+from typing import Container, Optional, Tuple
 
 from l4lb.balancers.base import BalancerBase, no_arguments
 from l4lb.pool import Server
@@ -24,21 +24,10 @@ class LeastConnections(BalancerBase):
     name = "leastconn"
     needs_client_address = False
 
-    def __init__(
-        self,
-        servers: Sequence[Server],
-        args: Tuple[str, ...] = (),
-        allbackups: Optional[bool] = None,
-    ) -> None:
+    def setup(self) -> None:
         """
-        @param servers: The backend's servers, in file order.
-        @param args: Must be empty.
-        @param allbackups: See L{BalancerBase}.
-        @raise l4lb.balancers.base.BalancerArgumentError: When C{args} is
-            not empty.
+        Build the algorithm's own state.
         """
-        self.check_args(args)
-        super().__init__(servers, args, allbackups)
         self._start = 0
 
     @classmethod

@@ -23,7 +23,7 @@ tried.
 
 from __future__ import annotations
 
-from typing import Container, Iterable, List, Optional, Sequence, Tuple
+from typing import Container, Iterable, List, Optional, Tuple
 
 from l4lb.balancers.base import BalancerArgumentError, BalancerBase
 from l4lb.balancers.hashing import client_hash, hash64, server_hash_key
@@ -107,22 +107,11 @@ class Maglev(BalancerBase):
     name = "maglev"
     needs_client_address = True
 
-    def __init__(
-        self,
-        servers: Sequence[Server],
-        args: Tuple[str, ...] = (),
-        allbackups: Optional[bool] = None,
-    ) -> None:
+    def setup(self) -> None:
         """
-        @param servers: The backend's servers, in file order.
-        @param args: Empty, or the table size.
-        @param allbackups: See L{BalancerBase}.
-        @raise BalancerArgumentError: When C{args} is not one prime from 3
-            to L{MAX_SIZE}.
+        Build the algorithm's own state.
         """
-        self.check_args(args)
-        super().__init__(servers, args, allbackups)
-        self.size = int(args[0]) if args else DEFAULT_SIZE
+        self.size = int(self.args[0]) if self.args else DEFAULT_SIZE
         self._tiers = (self._active, self._backups)
         self._tables: List[List[Server]] = [[], []]
         for tier in (0, 1):

@@ -54,7 +54,6 @@ class Random(BalancerBase):
         @raise BalancerArgumentError: When C{args} is not one integer from
             1 to L{MAX_DRAWS}.
         """
-        self.check_args(args)
         super().__init__(servers, args, allbackups)
         self.draws = int(args[0]) if args else DEFAULT_DRAWS
         self._random = (rng or _random.Random()).random

@@ -10,7 +10,7 @@ L{l4lb.pool.Server.weight} at every pick, so a weight changed at run time
 
 from __future__ import annotations
 
-from typing import Container, Dict, Optional, Sequence, Tuple
+from typing import Container, Dict, Optional, Tuple
 
 from l4lb.balancers.base import BalancerBase, no_arguments
 from l4lb.pool import Server
@@ -33,20 +33,10 @@ class RoundRobin(BalancerBase):
     name = "roundrobin"
     needs_client_address = False
 
-    def __init__(
-        self,
-        servers: Sequence[Server],
-        args: Tuple[str, ...] = (),
-        allbackups: Optional[bool] = None,
-    ) -> None:
+    def setup(self) -> None:
         """
-        @param servers: The backend's servers, in file order.
-        @param args: Must be empty: C{roundrobin} takes no arguments.
-        @param allbackups: See L{BalancerBase}.
-        @raise BalancerArgumentError: When C{args} is not empty.
+        Build the algorithm's own state.
         """
-        self.check_args(args)
-        super().__init__(servers, args, allbackups)
         self._score: Dict[Server, int] = {s: 0 for s in self.servers}
 
     @classmethod

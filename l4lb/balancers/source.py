@@ -69,7 +69,6 @@ class Source(BalancerBase):
         @raise l4lb.balancers.base.BalancerArgumentError: When C{args} is
             not empty.
         """
-        self.check_args(args)
         super().__init__(servers, args, allbackups)
         if hash_type is None:
             hash_type = backend_setting(self.servers, "hash_type", MAP_BASED)

@@ -46,21 +46,10 @@ class StaticRoundRobin(BalancerBase):
     name = "static-rr"
     needs_client_address = False
 
-    def __init__(
-        self,
-        servers: Sequence[Server],
-        args: Tuple[str, ...] = (),
-        allbackups: Optional[bool] = None,
-    ) -> None:
+    def setup(self) -> None:
         """
-        @param servers: The backend's servers, in file order.
-        @param args: Must be empty.
-        @param allbackups: See L{BalancerBase}.
-        @raise l4lb.balancers.base.BalancerArgumentError: When C{args} is
-            not empty.
+        Build the algorithm's own state.
         """
-        self.check_args(args)
-        super().__init__(servers, args, allbackups)
         self._cycles = (static_cycle(self._active), static_cycle(self._backups))
         self._cursors = [0, 0]
 

@@ -9,6 +9,7 @@ references between sections) is left to L{l4lb.config.parser}.
 
 from __future__ import annotations
 
+import os
 from typing import Dict, List, Optional, Set, Tuple
 
 import attr
@@ -33,19 +34,23 @@ from l4lb.config.keywords import (
     split_key,
     unknown_key_message,
 )
-from l4lb.config.model import BindSpec
+from l4lb.config.model import BindSpec, SniRoute
+from l4lb.config.protect import parse_rules as parse_source_rules
 from l4lb.config.servers import Option, check_name, parse_options, split_words
+from l4lb.config.sni import parse_sni_names
 from l4lb.config.tcpcheck import parse_rules
 from l4lb.config.units import not_allowed
 
 #: What a value looks like, for "missing value" messages.
 SYNTAX = {
+    "backlog": "an integer >= 1",
     "balance": "an algorithm such as roundrobin",
     "bind": "ADDRESS:PORT such as *:80, or a Twisted endpoint such as tcp:80",
     "default-server": "server options such as: check inter 2s",
     "default_backend": "the name of a backend",
     "hash-balance-factor": "0 or an integer >= 100",
     "hash-type": "map-based or consistent",
+    "log-format": "tcplog or json",
     "maxconn": "an integer >= 1",
     "mode": "tcp or udp",
     "maxsessions": "an integer >= 1",
@@ -60,6 +65,13 @@ SYNTAX = {
     "spread-checks": "an integer from 0 to 50",
     "tune.relay": "lean or classic",
     "tcp-check": "rules, one per line, such as: connect, send PING\\r\\n, expect string +PONG",
+    "tcp-request connection": "rules, one per line, such as: reject if src -f deny.lst",
+    "stick-table": "type ip size 100k expire 30s store conn_cur,conn_rate(10s)",
+    "rate-limit sessions": "an integer >= 0 (new connections per second; 0: no limit)",
+    "use_backend": "sni HOST [HOST ...]",
+    "sni-fallback": "default or reject",
+    "sni-max-hello": "an integer from 512 to 65536 (bytes)",
+    "tcp-request inspect-delay": "a time such as 5000 (ms), 5000ms or 5s",
 }
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -92,6 +104,7 @@ class Section:
     binds: List[BindSpec] = attr.Factory(list)
     servers: List[Tuple[str, RawEntry]] = attr.Factory(list)
     default_server: List[Option] = attr.Factory(list)
+    sni_routes: List[SniRoute] = attr.Factory(list)
     valid: bool = True
     present: Set[str] = attr.Factory(set)
 
@@ -220,6 +233,12 @@ class SectionReader:
                         f"duplicate server name {key.name!r}; the first is at"
                         f" line {first} (server names are unique in a backend)"
                     )
+                elif key.keyword == "use_backend":
+                    message = (
+                        f"repeated 'use_backend {key.name}'; it is first set at"
+                        f" line {first} (list every host name of a backend on"
+                        " one line)"
+                    )
                 else:
                     message = (
                         f"repeated key {key.keyword!r}; it is first set at line"
@@ -272,7 +291,8 @@ class SectionReader:
                 syntax = "a time such as 5000 (ms), 5000ms or 5s"
             elif keyword == "log":
                 syntax = (
-                    "stdout, stderr, none or an absolute file path"
+                    "stdout, stderr, none, an absolute file path, syslog,"
+                    " or udp@IP:PORT FACILITY"
                     if section.kind == GLOBAL
                     else "global or none"
                 )
@@ -281,6 +301,14 @@ class SectionReader:
         if keyword == "server":
             assert key.name is not None
             section.servers.append((key.name, entry))
+        elif keyword == "use_backend":
+            assert key.name is not None
+            try:
+                names = parse_sni_names(entry.value)
+            except InvalidValue as error:
+                problem(entry.line, error.message)
+                return
+            section.sni_routes.append(SniRoute(key.name, names, entry.line))
         elif keyword == "bind":
             binds, located = parse_binds(entry.pieces)
             for line, message in located:
@@ -295,6 +323,21 @@ class SectionReader:
             for message in errors:
                 problem(entry.line, message)
             section.default_server = options
+        elif keyword == "tcp-request connection":
+            source_rules, located, listed = parse_source_rules(entry.pieces, self._base_dir())
+            for line, message in located:
+                problem(line, message)
+            for path, line, message, rule_line in listed:
+                self.errors.append(
+                    Problem(
+                        path,
+                        line,
+                        section.header,
+                        entry.key,
+                        f"{message} (in the '-f' file of the rule at {self.source}:{rule_line})",
+                    )
+                )
+            section.settings[keyword] = Setting(tuple(source_rules), entry.line)
         elif keyword == "tcp-check":
             rules, located = parse_rules(entry.pieces)
             for line, message in located:
@@ -307,6 +350,13 @@ class SectionReader:
                 problem(entry.line, error.message)
                 return
             section.settings[keyword] = Setting(value, entry.line)
+
+    def _base_dir(self) -> str:
+        """
+        The directory relative C{-f} paths are in: the configuration
+        file's.
+        """
+        return os.path.dirname(self.source) if os.path.isfile(self.source) else "."
 
     @staticmethod
     def _simple(kind: str, keyword: str, text: str) -> object:

@@ -18,20 +18,25 @@ a L{MemoryReactor}, which parses without binding anything.
 from __future__ import annotations
 
 import ipaddress
-from typing import List, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from twisted.internet.endpoints import serverFromString
 from twisted.internet.testing import MemoryReactor
 
 from l4lb.config.errors import InvalidValue
 from l4lb.config.model import BindSpec
-from l4lb.config.units import parse_int, parse_port
+from l4lb.config.tls import load_certificate_file
+from l4lb.config.units import not_allowed, parse_int, parse_port
 
 #: Twisted endpoint types recognised in a bind.
 ENDPOINT_PREFIXES = ("ssl", "systemd", "tcp", "tcp6", "unix")
 
-#: Words allowed after a bind address (HAProxy's bind options); none yet.
-BIND_OPTIONS: Tuple[str, ...] = ()
+#: Words allowed after a bind address (HAProxy's bind options).
+BIND_OPTIONS: Tuple[str, ...] = ("accept-proxy", "backlog", "crt", "ssl")
+#: The largest listen backlog (C{listen(2)} takes a C int).
+MAX_BACKLOG = 2**31 - 1
+#: The bind options that take a value (the next word).
+BIND_VALUE_OPTIONS: Tuple[str, ...] = ("backlog", "crt")
 
 _EXPECTED = (
     "expected ADDRESS:PORT such as *:80, 127.0.0.1:8080 or [::1]:8080, or a"
@@ -143,19 +148,90 @@ def parse_bind_item(text: str, line: int) -> BindSpec:
     @raise InvalidValue: For an invalid address or words after it.
     """
     words = text.split()
-    if len(words) > 1:
-        raise InvalidValue(
-            f"unexpected {' '.join(words[1:])!r} after {words[0]!r}; separate"
-            " addresses with commas (no bind options are supported yet;"
-            " allowed: none)"
-        )
+    flags: Dict[str, Optional[str]] = {}
+    index = 1
+    while index < len(words):
+        word = words[index]
+        index += 1
+        if word.lower() not in BIND_OPTIONS:
+            raise InvalidValue(
+                not_allowed(
+                    f"unexpected {word!r} after {words[0]!r}: not a bind option"
+                    " (separate addresses with commas)",
+                    word.lower(),
+                    BIND_OPTIONS,
+                )
+            )
+        value = None
+        if word.lower() in BIND_VALUE_OPTIONS:
+            if index >= len(words):
+                raise InvalidValue(f"bind option {word.lower()!r} needs a value")
+            value = words[index]
+            index += 1
+        flags[word.lower()] = value
     address = words[0]
     prefix = address.split(":", 1)[0].lower() if ":" in address else ""
     if prefix in ENDPOINT_PREFIXES:
         endpoint = check_endpoint(address)
     else:
         endpoint = haproxy_bind(address)
-    return BindSpec(endpoint=endpoint, text=address, line=line)
+    crt = None
+    if "ssl" in flags or "crt" in flags:
+        crt = _tls_crt(address, prefix in ENDPOINT_PREFIXES, flags)
+    return BindSpec(
+        endpoint=endpoint,
+        text=address,
+        line=line,
+        accept_proxy="accept-proxy" in flags,
+        crt=crt,
+        backlog=_backlog(flags.get("backlog")),
+    )
+
+
+def _backlog(text: Optional[str]) -> int:
+    """
+    The value of a bind's C{backlog N} option; 0 when absent.
+
+    @raise InvalidValue: For anything but an integer >= 1.
+    """
+    if text is None:
+        return 0
+    try:
+        return parse_int(text, 1, MAX_BACKLOG)
+    except InvalidValue as error:
+        raise InvalidValue(f"bind option 'backlog': {error.message}")
+
+
+def _tls_crt(address: str, described: bool, flags: Dict[str, Optional[str]]) -> str:
+    """
+    Check C{ssl crt PATH} on a bind and read its certificate file.
+
+    @param described: Whether the bind is a Twisted endpoint description.
+    @return: The certificate file's path.
+    @raise InvalidValue: For C{ssl} without C{crt} or the reverse, on an
+        endpoint description, or for an unusable certificate file.
+    """
+    crt = flags.get("crt")
+    if described:
+        raise InvalidValue(
+            f"'ssl' and 'crt' apply to ADDRESS:PORT binds; {address!r} is a"
+            " Twisted endpoint description: use ssl:PORT:privateKey=...:certKey=..."
+            " or write the address as ADDRESS:PORT"
+        )
+    if "ssl" not in flags:
+        raise InvalidValue(f"'crt' needs 'ssl' on the same bind: '{address} ssl crt {crt}'")
+    if crt is None:
+        raise InvalidValue(
+            "'ssl' needs 'crt PATH': a PEM file with the certificate, its"
+            " chain and the private key"
+        )
+    if "accept-proxy" in flags:
+        raise InvalidValue(
+            "'accept-proxy' cannot be combined with 'ssl': the PROXY header"
+            " comes in clear before the TLS handshake, which l4lb does not read"
+        )
+    load_certificate_file(crt)
+    return crt
 
 
 def parse_binds(

@@ -14,9 +14,13 @@ from typing import Callable, Dict, FrozenSet, Optional, Tuple
 
 import attr
 
+from l4lb.config import logtarget
 from l4lb.config.errors import InvalidValue
 from l4lb.config.model import LogTarget
 from l4lb.config.ops import OPS_GLOBAL_KEYS, OPS_VALUES
+from l4lb.config.protect import PROTECT_KEYS, PROTECT_VALUES
+from l4lb.config.proxy import PROXY_KEYS, PROXY_VALUES
+from l4lb.config.sni import SNI_KEYS, SNI_VALUES
 from l4lb.config.udp import UDP_CHECK_KEYS, UDP_VALUES
 from l4lb.config.units import (
     allowed_list,
@@ -59,14 +63,17 @@ UDP_FRONTEND_KEYS = ("maxsessions", "timeout udp")
 UDP_BACKEND_KEYS = ("timeout udp", "udp-requests", "udp-responses") + UDP_CHECK_KEYS
 
 _FRONTEND_KEYS = (
+    "backlog",
     "bind",
     "default_backend",
     "log",
+    "log-format",
     "maxconn",
     "mode",
     "option dontlognull",
     "option tcplog",
-) + FRONTEND_TIMEOUTS + UDP_FRONTEND_KEYS
+    "use_backend",
+) + FRONTEND_TIMEOUTS + UDP_FRONTEND_KEYS + SNI_KEYS + PROXY_KEYS + PROTECT_KEYS
 _BACKEND_KEYS = (
     "balance",
     "default-server",
@@ -89,11 +96,13 @@ KEYS: Dict[str, FrozenSet[str]] = {
     ),
     DEFAULTS: frozenset(
         {
+            "backlog",
             "balance",
             "default-server",
             "hash-balance-factor",
             "hash-type",
             "log",
+            "log-format",
             "maxconn",
             "mode",
             "option allbackups",
@@ -109,6 +118,8 @@ KEYS: Dict[str, FrozenSet[str]] = {
         | set(BACKEND_TIMEOUTS)
         | set(UDP_FRONTEND_KEYS)
         | set(UDP_BACKEND_KEYS)
+        | set(SNI_KEYS)
+        | set(PROXY_KEYS)
     ),
     FRONTEND: frozenset(_FRONTEND_KEYS),
     BACKEND: frozenset(_BACKEND_KEYS),
@@ -118,8 +129,10 @@ KEYS: Dict[str, FrozenSet[str]] = {
 #: Every keyword of every section.
 ALL_KEYS: FrozenSet[str] = frozenset().union(*KEYS.values())
 
-_TWO_WORD = ("timeout", "option", "udp-check", "stats")
-_NAMED = ("server",)
+_TWO_WORD = ("timeout", "option", "udp-check", "stats", "tcp-request", "rate-limit")
+_NAMED = ("server", "use_backend")
+#: What follows the name of a named key, for messages.
+_NAMED_SYNTAX = {"server": "ADDRESS:PORT [options]", "use_backend": "sni HOST [HOST ...]"}
 
 
 def display_keys(keys: FrozenSet[str]) -> Tuple[str, ...]:
@@ -167,7 +180,7 @@ def split_key(written: str, has_value: bool) -> Key:
     if len(words) < size:
         if first in _NAMED:
             raise InvalidValue(
-                f"{first!r} needs a name: '{first} NAME = ADDRESS:PORT [options]'"
+                f"{first!r} needs a name: '{first} NAME = {_NAMED_SYNTAX[first]}'"
             )
         known = sorted(k for k in ALL_KEYS if k.startswith(first + " "))
         raise InvalidValue(
@@ -275,19 +288,10 @@ def check_balance_args(name: str, args: Tuple[str, ...]) -> None:
 
 def parse_global_log(text: str) -> LogTarget:
     """
-    Parse the global C{log}: C{stdout}, C{stderr}, C{none} or an absolute
-    file path.
+    Parse the global C{log}: C{stdout}, C{stderr}, C{none}, an absolute
+    file path, or a syslog target (L{l4lb.config.logtarget}).
     """
-    text = text.strip()
-    if text.startswith("/"):
-        return LogTarget(kind="file", path=text)
-    try:
-        return LogTarget(kind=parse_choice(text, ("stdout", "stderr", "none")))
-    except InvalidValue:
-        raise InvalidValue(
-            f"{text!r} is not a log target; allowed: stdout, stderr, none, or"
-            " an absolute file path such as /var/log/l4lb.log"
-        )
+    return logtarget.parse_global_log(text)
 
 
 def parse_proxy_log(text: str) -> bool:
@@ -355,6 +359,7 @@ def parse_hash_balance_factor(text: str) -> int:
 #: accepts C{None} allows the key to be written without C{=}.
 SIMPLE_VALUES: Dict[str, Callable[[str], object]] = {
     "maxconn": lambda text: parse_int(text, 1),
+    "backlog": lambda text: parse_int(text, 1, 2**31 - 1),
     "spread-checks": lambda text: parse_int(text, 0, 50),
     "tune.relay": lambda text: parse_choice(text, ("lean", "classic")),
     "mode": parse_mode,
@@ -362,11 +367,15 @@ SIMPLE_VALUES: Dict[str, Callable[[str], object]] = {
     "balance": parse_balance,
     "hash-type": lambda text: parse_choice(text, ("map-based", "consistent")),
     "hash-balance-factor": parse_hash_balance_factor,
+    "log-format": logtarget.parse_log_format,
 }
 for _timeout in FRONTEND_TIMEOUTS + BACKEND_TIMEOUTS + ("timeout udp",):
     SIMPLE_VALUES[_timeout] = parse_timeout
 SIMPLE_VALUES.update(UDP_VALUES)
 SIMPLE_VALUES.update(OPS_VALUES)
+SIMPLE_VALUES.update(SNI_VALUES)
+SIMPLE_VALUES.update(PROXY_VALUES)
+SIMPLE_VALUES.update(PROTECT_VALUES)
 
 #: Keys that may be written without a value (C{option tcplog}).
 BARE_VALUES: Dict[str, Callable[[Optional[str]], object]] = {

@@ -12,6 +12,8 @@ from typing import Optional, Tuple
 
 import attr
 
+from l4lb.protect.cidr import AddressSet
+
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
 class Timeouts:
@@ -91,6 +93,23 @@ class ServerSpec:
         C{"mark-down"}.
     @ivar on_marked_down: C{"shutdown-sessions"} or C{None}.
     @ivar on_marked_up: C{"shutdown-backup-sessions"} or C{None}.
+    @ivar send_proxy: The PROXY protocol version of the header it receives
+        first on each relayed connection: 1 (C{send-proxy}), 2
+        (C{send-proxy-v2}) or 0 (none).
+    @ivar check_send_proxy: Its health checks send a PROXY header too
+        (C{check-send-proxy}); they also do when C{send_proxy} is set and
+        neither C{port} nor C{addr} moves the check elsewhere.
+    @ivar ssl: Relayed connections to it use TLS (C{ssl}).
+    @ivar verify: C{"required"} (its certificate must be signed by a trusted
+        CA and name C{tls_name}) or C{"none"} (C{verify}).
+    @ivar ca_file: The PEM file of the CAs trusted to sign its certificate
+        (C{ca-file}); C{None} means the system's trust store.
+    @ivar sni: The TLS server name sent to it (C{sni}), or C{None}.
+    @ivar verifyhost: The name its certificate must carry (C{verifyhost}),
+        when it is not C{sni}.
+    @ivar crt: A PEM file (certificate, chain, key) presented to it as a
+        client certificate (C{crt}), or C{None}.
+    @ivar check_ssl: Its health checks use TLS (C{check-ssl}).
     """
 
     name: str
@@ -123,6 +142,23 @@ class ServerSpec:
     on_error: str = "fail-check"
     on_marked_down: Optional[str] = None
     on_marked_up: Optional[str] = None
+    send_proxy: int = 0
+    check_send_proxy: bool = False
+    ssl: bool = False
+    verify: str = "required"
+    ca_file: Optional[str] = None
+    sni: Optional[str] = None
+    verifyhost: Optional[str] = None
+    crt: Optional[str] = None
+    check_ssl: bool = False
+
+    @property
+    def tls_name(self) -> str:
+        """
+        The name sent as its TLS server name and checked against its
+        certificate: C{sni}, else C{verifyhost}, else C{host}.
+        """
+        return self.sni or self.verifyhost or self.host
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -166,10 +202,90 @@ class BindSpec:
         C{"tcp:80"} or C{"tcp6:8080:interface=\\:\\:1"}.
     @ivar text: The bind as written in the configuration, for messages.
     @ivar line: Line number in the configuration file (0 when built in code).
+    @ivar accept_proxy: Connections from the frontend's C{accept-proxy-from}
+        peers start with a PROXY protocol header (C{accept-proxy}).
+    @ivar crt: For a bind that terminates TLS (C{ssl crt PATH}), the PEM
+        file of its certificate, chain and key; C{None} for plain TCP (and
+        for C{ssl:} endpoint descriptions, which carry their own).
+    @ivar backlog: The listen backlog of this bind (C{backlog N}); 0 means
+        the frontend's (see L{l4lb.tcp.backlog}).
     """
 
     endpoint: str
     text: str = ""
+    line: int = 0
+    accept_proxy: bool = False
+    crt: Optional[str] = None
+    backlog: int = 0
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class SniRoute:
+    """
+    One C{use_backend NAME = sni HOST [HOST ...]} rule of a frontend.
+
+    @ivar backend: The backend that receives the matching connections.
+    @ivar names: Host names (C{db.example.com}) and wildcards
+        (C{*.example.com}), lowercased.
+    @ivar line: Line number in the configuration file (0 when built in code).
+    """
+
+    backend: str
+    names: Tuple[str, ...]
+    line: int = 0
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class SourceRule:
+    """
+    One rule of a frontend's C{tcp-request connection} list:
+    C{accept|reject if|unless [!]CONDITION}.
+
+    @ivar action: C{"accept"} or C{"reject"}.
+    @ivar negate: The condition is inverted (C{!}, or C{unless}).
+    @ivar fetch: What the condition reads: C{"src"} (the source address is
+        in C{addresses}), C{"src_conn_cur"} (the source's connections open
+        now) or C{"src_conn_rate"} (its new connections over the stick
+        table's period).
+    @ivar addresses: The ranges of a C{src} condition, from the line and
+        its C{-f} files.
+    @ivar operator: How a counter compares with C{threshold}: C{"ge"},
+        C{"gt"}, C{"le"}, C{"lt"} or C{"eq"}.
+    @ivar threshold: The number a counter is compared with.
+    @ivar text: The rule as written, for messages.
+    @ivar line: Line number in the configuration file (0 when built in code).
+    """
+
+    action: str
+    negate: bool
+    fetch: str
+    addresses: AddressSet = AddressSet()
+    operator: str = ""
+    threshold: int = 0
+    text: str = ""
+    line: int = 0
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
+class StickTableSpec:
+    """
+    A frontend's C{stick-table}: per-source counters.
+
+    @ivar size: The most sources it holds.
+    @ivar expire: Seconds after which an idle source is forgotten.
+    @ivar conn_cur: It stores the connections open per source.
+    @ivar conn_rate: The period of the stored connection rate in seconds,
+        or C{None} when the rate is not stored.
+    @ivar ipv6_prefix: IPv6 sources are counted per network of this prefix
+        length (128: per address).
+    @ivar line: Line number in the configuration file (0 when built in code).
+    """
+
+    size: int
+    expire: float
+    conn_cur: bool = True
+    conn_rate: Optional[float] = 10.0
+    ipv6_prefix: int = 128
     line: int = 0
 
 
@@ -192,6 +308,28 @@ class Frontend:
         (C{option dontlognull}).
     @ivar maxsessions: Concurrent UDP sessions of this frontend (C{mode
         udp}); 0 means derived from the file-descriptor limit.
+    @ivar log_format: How its connection logs are written (C{log-format}):
+        C{"tcplog"} (HAProxy's line) or C{"json"} (one object per line).
+    @ivar inspect_delay: Seconds its stages may wait for a client's first
+        bytes (C{tcp-request inspect-delay}); C{None} means C{timeout
+        client}.
+    @ivar sni_routes: Its C{use_backend NAME = sni HOST ...} rules, in file
+        order.
+    @ivar sni_fallback: Where a client goes when it sends no readable TLS
+        ClientHello in time: C{"default"} (the default backend) or
+        C{"reject"} (closed).
+    @ivar sni_max_hello: The largest ClientHello read, in bytes.
+    @ivar accept_proxy_from: The peer address ranges (C{10.0.0.0/8},
+        C{::1}) whose PROXY protocol headers its C{accept-proxy} binds read
+        (C{accept-proxy-from}).
+    @ivar source_rules: Its C{tcp-request connection} rules, in order; the
+        first whose condition holds decides, and a connection no rule
+        decides is accepted.
+    @ivar stick_table: Its per-source counters, or C{None}.
+    @ivar rate_limit_sessions: New connections it accepts per second at
+        most (C{rate-limit sessions}); 0 means no limit.
+    @ivar backlog: The listen backlog of its TCP binds (C{backlog}); 0
+        means its C{maxconn}, else the global one (see L{l4lb.tcp.backlog}).
     """
 
     name: str
@@ -203,6 +341,16 @@ class Frontend:
     mode: str = "tcp"
     dontlognull: bool = False
     maxsessions: int = 0
+    log_format: str = "tcplog"
+    inspect_delay: Optional[float] = None
+    sni_routes: Tuple["SniRoute", ...] = ()
+    sni_fallback: str = "default"
+    sni_max_hello: int = 16384
+    accept_proxy_from: Tuple[str, ...] = ()
+    source_rules: Tuple[SourceRule, ...] = ()
+    stick_table: Optional[StickTableSpec] = None
+    rate_limit_sessions: int = 0
+    backlog: int = 0
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -287,12 +435,24 @@ class LogTarget:
     """
     Where connection logs go.
 
-    @ivar kind: C{"stdout"}, C{"stderr"}, C{"file"} or C{"none"}.
-    @ivar path: The file's path when C{kind} is C{"file"}.
+    @ivar kind: C{"stdout"}, C{"stderr"}, C{"file"}, C{"none"}, C{"syslog"}
+        (a local syslog daemon's UNIX datagram socket) or C{"udp"} (a
+        syslog server over UDP).
+    @ivar path: The file's path when C{kind} is C{"file"}, the socket's
+        path when it is C{"syslog"}.
+    @ivar host: The syslog server's IP address when C{kind} is C{"udp"}.
+    @ivar port: The syslog server's UDP port.
+    @ivar facility: The syslog facility, e.g. C{"local0"}.
+    @ivar level: The least important syslog severity sent, e.g.
+        C{"notice"}; less important messages are not sent.
     """
 
     kind: str = "stdout"
     path: Optional[str] = None
+    host: Optional[str] = None
+    port: int = 514
+    facility: str = "local0"
+    level: str = "debug"
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)

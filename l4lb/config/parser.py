@@ -32,9 +32,12 @@ from l4lb.config.model import (
     GlobalSettings,
     LogTarget,
     ServerSpec,
+    SourceRule,
+    StickTableSpec,
     Timeouts,
     UdpCheckSpec,
 )
+from l4lb.config.protect import protection_problems
 from l4lb.config.servers import parse_server
 from l4lb.config.udp import UDP_CHECK_KEYS, build_udp_check, udp_bind
 from l4lb.config.units import allowed_list, nearest
@@ -76,6 +79,7 @@ class _Reader(SectionReader):
             if section.kind in (FRONTEND, BACKEND, LISTEN):
                 self._missing_timeouts(section, defaults)
         self._check_modes(sections, defaults)
+        self._check_sni_routes(sections, defaults)
         return Config(
             global_settings=global_settings,
             frontends=tuple(frontends),
@@ -130,16 +134,11 @@ class _Reader(SectionReader):
             setting = section.settings["default_backend"]
             default_backend = str(setting.value)
             if default_backend not in backend_names:
-                message = f"no backend named {default_backend!r}"
-                guess = nearest(default_backend, backend_names)
-                if guess is not None:
-                    message += f"; did you mean {guess!r}?"
-                defined = allowed_list(backend_names) or "none"
                 self.error(
                     setting.line,
                     section.header,
                     "default_backend",
-                    f"{message}; backends defined: {defined}",
+                    no_backend(default_backend, backend_names),
                 )
         else:
             default_backend = ""
@@ -158,6 +157,8 @@ class _Reader(SectionReader):
 
         mode = get("mode", "tcp")
         binds = tuple(section.binds)
+        self._check_accept_proxy(section, defaults, binds, mode)
+        source_rules, stick_table = self._protection(section, mode)
         if mode == "udp":
             binds = self._udp_binds(section, binds)
         return Frontend(
@@ -170,7 +171,89 @@ class _Reader(SectionReader):
             mode=get("mode", "tcp"),
             dontlognull=get("option dontlognull", False),
             maxsessions=get("maxsessions", 0),
+            log_format=get("log-format", "tcplog"),
+            inspect_delay=get("tcp-request inspect-delay", None),
+            sni_routes=tuple(section.sni_routes),
+            sni_fallback=get("sni-fallback", "default"),
+            sni_max_hello=get("sni-max-hello", 16384),
+            accept_proxy_from=get("accept-proxy-from", ()),
+            source_rules=source_rules,
+            stick_table=stick_table,
+            rate_limit_sessions=get("rate-limit sessions", 0),
+            backlog=get("backlog", 0),
         )
+
+    def _protection(
+        self, section: Section, mode: str
+    ) -> Tuple[Tuple[SourceRule, ...], Optional[StickTableSpec]]:
+        """
+        The C{tcp-request connection} rules and C{stick-table} of a
+        frontend, checked together (L{protection_problems}).
+        """
+        rules = self._get(section, section, "tcp-request connection", ())
+        table: Optional[StickTableSpec] = None
+        if "stick-table" in section.settings:
+            setting = section.settings["stick-table"]
+            assert isinstance(setting.value, StickTableSpec)
+            table = attr.evolve(setting.value, line=setting.line)
+        for line, key, message in protection_problems(rules, table, mode, section.line):
+            self.error(line, section.header, key, message)
+        if mode != "tcp" and "rate-limit sessions" in section.settings:
+            self.error(
+                section.settings["rate-limit sessions"].line,
+                section.header,
+                "rate-limit sessions",
+                "applies to 'mode tcp' frontends only (a UDP frontend accepts no connections)",
+            )
+        maxconn = section.settings.get("maxconn")
+        if table is not None and maxconn is not None and isinstance(maxconn.value, int):
+            if table.size < maxconn.value:
+                self.warn(
+                    table.line,
+                    section.header,
+                    "stick-table",
+                    f"size {table.size} is below the frontend's maxconn {maxconn.value}:"
+                    " when every tracked source has open connections, new sources"
+                    " are not tracked (nor limited); make the table larger",
+                )
+        return rules, table
+
+    def _check_accept_proxy(
+        self, section: Section, defaults: Section, binds: Tuple[BindSpec, ...], mode: str
+    ) -> None:
+        """
+        An C{accept-proxy} bind needs C{accept-proxy-from} (whose headers to
+        trust) and C{mode tcp}; C{accept-proxy-from} without such a bind
+        does nothing.
+        """
+        proxied = [b for b in binds if b.accept_proxy]
+        trusted = self._get(section, defaults, "accept-proxy-from", ())
+        for bind in proxied:
+            if mode != "tcp":
+                self.error(
+                    bind.line or section.line,
+                    section.header,
+                    "bind",
+                    f"'{bind.text} accept-proxy': the PROXY protocol is read on"
+                    " TCP connections only ('mode tcp')",
+                )
+            elif not trusted and "accept-proxy-from" not in section.present:
+                self.error(
+                    bind.line or section.line,
+                    section.header,
+                    "bind",
+                    f"'{bind.text} accept-proxy' needs 'accept-proxy-from = RANGES'"
+                    " in the section: the peers (such as 10.0.0.0/8 or"
+                    " 127.0.0.1) whose PROXY headers are trusted",
+                )
+        if trusted and not proxied and "accept-proxy-from" in section.settings:
+            self.warn(
+                section.settings["accept-proxy-from"].line,
+                section.header,
+                "accept-proxy-from",
+                "no bind of this section has 'accept-proxy': the ranges are"
+                " not used (write 'bind = ADDRESS:PORT accept-proxy')",
+            )
 
     def _backend(self, section: Section, defaults: Section) -> Backend:
         default_server = defaults.default_server + section.default_server
@@ -204,6 +287,16 @@ class _Reader(SectionReader):
                 f"the rules are not used by backend {section.name!r} because"
                 " 'option tcp-check' is not set; add 'option tcp-check = true'",
             )
+        if get("mode", "tcp") == "udp":
+            for server in servers:
+                if server.send_proxy or server.check_send_proxy:
+                    self.error(
+                        server.line or section.line,
+                        section.header,
+                        f"server {server.name}",
+                        "the PROXY protocol is not sent to UDP servers; remove"
+                        " send-proxy, send-proxy-v2 and check-send-proxy",
+                    )
         return Backend(
             name=section.name,
             servers=tuple(servers),
@@ -276,6 +369,54 @@ class _Reader(SectionReader):
                     f" [{backend.header}] or use another backend)",
                 )
 
+    def _check_sni_routes(self, sections: List[Section], defaults: Section) -> None:
+        """
+        Every C{use_backend} names a backend of the frontend's mode, and
+        only a TCP frontend routes by server name.
+        """
+        backends = {s.name: s for s in sections if s.kind in (BACKEND, LISTEN)}
+        names = list(backends)
+        for section in sections:
+            mode = self._get(section, defaults, "mode", "tcp")
+            terminating = [
+                b.text or b.endpoint
+                for b in section.binds
+                if b.crt is not None or b.endpoint.startswith("ssl:")
+            ]
+            if section.sni_routes and terminating:
+                route = section.sni_routes[0]
+                self.error(
+                    route.line,
+                    section.header,
+                    f"use_backend {route.backend}",
+                    "routing by server name reads the ClientHello of TLS"
+                    " connections that l4lb relays without terminating them,"
+                    f" but bind {terminating[0]!r} terminates TLS; route in"
+                    " a frontend without 'ssl' binds",
+                )
+            for route in section.sni_routes:
+                key = f"use_backend {route.backend}"
+                backend = backends.get(route.backend)
+                if mode != "tcp":
+                    self.error(
+                        route.line,
+                        section.header,
+                        key,
+                        "routing by TLS server name needs 'mode tcp'",
+                    )
+                elif backend is None:
+                    self.error(
+                        route.line, section.header, key, no_backend(route.backend, names)
+                    )
+                elif self._get(backend, defaults, "mode", "tcp") != "tcp":
+                    self.error(
+                        route.line,
+                        section.header,
+                        key,
+                        f"backend {route.backend!r} is not 'mode tcp'; SNI"
+                        " routing relays TCP connections",
+                    )
+
     def _missing_timeouts(self, section: Section, defaults: Section) -> None:
         if self._get(section, defaults, "mode", "tcp") == "udp":
             # UDP sessions use 'timeout udp', which has a default.
@@ -305,6 +446,19 @@ class _Reader(SectionReader):
                 " timeout connect = 5s, timeout client = 50s,"
                 " timeout server = 50s)",
             )
+
+
+def no_backend(name: str, names: Any) -> str:
+    """
+    The error for a reference to a backend that is not defined: the
+    nearest defined name and every defined name.
+    """
+    message = f"no backend named {name!r}"
+    guess = nearest(name, names)
+    if guess is not None:
+        message += f"; did you mean {guess!r}?"
+    defined = allowed_list(names) or "none"
+    return f"{message}; backends defined: {defined}"
 
 
 def parse_config_with_warnings(

@@ -17,6 +17,7 @@ import attr
 
 from l4lb.config.errors import InvalidValue
 from l4lb.config.model import ServerSpec
+from l4lb.config.tls import check_server_tls
 from l4lb.config.units import (
     is_ip_literal,
     not_allowed,
@@ -32,10 +33,15 @@ FLAGS = (
     "agent-check",
     "backup",
     "check",
+    "check-send-proxy",
     "check-ssl",
     "disabled",
     "enabled",
     "no-check",
+    "no-check-ssl",
+    "no-send-proxy",
+    "no-send-proxy-v2",
+    "no-ssl",
     "send-proxy",
     "send-proxy-v2",
     "ssl",
@@ -60,6 +66,23 @@ def _text(text: str) -> str:
     if not text:
         raise InvalidValue("expected a non-empty value")
     return text
+
+
+def _tls_name(text: str, word: str) -> str:
+    """
+    Read the host name of C{sni} or C{verifyhost}: a name or an IP address,
+    also written HAProxy's way as C{str(NAME)}.
+    """
+    name = text
+    if name.startswith("str(") and name.endswith(")"):
+        name = name[4:-1]
+    if is_ip_literal(name) or (len(name) <= 253 and _HOSTNAME.match(name)):
+        return name.rstrip(".").lower()
+    raise InvalidValue(
+        f"{text!r} is not a host name or IP address; {word} takes a fixed name"
+        " such as db.internal or str(db.internal) (sample expressions are not"
+        " supported)"
+    )
 
 
 def _choice(*choices: str) -> Callable[[str], str]:
@@ -96,8 +119,9 @@ VALUE_OPTIONS: Dict[str, Callable[[str], object]] = {
     "port": parse_port,
     "rise": _int_range(1),
     "slowstart": parse_time,
-    "sni": _text,
+    "sni": lambda text: _tls_name(text, "sni"),
     "verify": _choice("none", "required"),
+    "verifyhost": lambda text: _tls_name(text, "verifyhost"),
     "weight": _int_range(0, 256),
 }
 
@@ -112,6 +136,15 @@ _FLAG_FIELDS = {
     "disabled": ("disabled", True),
     "enabled": ("disabled", False),
     "agent-check": ("agent_check", True),
+    "send-proxy": ("send_proxy", 1),
+    "send-proxy-v2": ("send_proxy", 2),
+    "no-send-proxy": ("send_proxy", 0),
+    "no-send-proxy-v2": ("send_proxy", 0),
+    "check-send-proxy": ("check_send_proxy", True),
+    "ssl": ("ssl", True),
+    "no-ssl": ("ssl", False),
+    "check-ssl": ("check_ssl", True),
+    "no-check-ssl": ("check_ssl", False),
 }
 _VALUE_FIELDS = {
     "weight": "weight",
@@ -134,6 +167,11 @@ _VALUE_FIELDS = {
     "on-error": "on_error",
     "on-marked-down": "on_marked_down",
     "on-marked-up": "on_marked_up",
+    "verify": "verify",
+    "ca-file": "ca_file",
+    "sni": "sni",
+    "verifyhost": "verifyhost",
+    "crt": "crt",
 }
 
 
@@ -305,4 +343,6 @@ def parse_server(
     words_used = {word for word, _ in merged}
     if "agent-check" in words_used and "agent-port" not in words_used:
         errors.append("server option 'agent-check' needs 'agent-port N'")
-    return apply_options(spec, merged), errors
+    server = apply_options(spec, merged)
+    errors.extend(check_server_tls(server))
+    return server, errors

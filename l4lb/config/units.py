@@ -30,6 +30,9 @@ FALSE_WORDS = ("false", "no", "off", "0")
 
 _TIME = re.compile(r"^(?P<number>[0-9]+)(?P<unit>[a-zA-Z]*)$")
 _INT = re.compile(r"^[+-]?[0-9]+$")
+#: Longer numbers are refused before conversion (Python refuses to convert
+#: more than 4300 digits, and no value of lb.ini needs more than a few).
+_MAX_DIGITS = 20
 
 
 def allowed_list(words: Iterable[str]) -> str:
@@ -91,6 +94,11 @@ def parse_time(text: str) -> float:
             f"{text!r} is not a time; expected a whole number with an"
             f" optional unit ({units}; none means ms), e.g. 5000, 5000ms, 5s"
         )
+    if len(match.group("number")) > _MAX_DIGITS:
+        raise InvalidValue(
+            f"{text[:_MAX_DIGITS]!r}... is too large; a time has at most"
+            f" {_MAX_DIGITS} digits"
+        )
     unit = match.group("unit").lower() or "ms"
     if unit not in TIME_UNITS:
         raise InvalidValue(
@@ -123,6 +131,8 @@ def parse_int(
         allowed = "an integer"
     if not _INT.match(text):
         raise InvalidValue(f"{text!r} is not an integer; expected {allowed}")
+    if len(text.lstrip("+-")) > _MAX_DIGITS:
+        raise InvalidValue(f"{text[:_MAX_DIGITS]!r}... is out of range; expected {allowed}")
     value = int(text)
     if (minimum is not None and value < minimum) or (
         maximum is not None and value > maximum

@@ -12,6 +12,22 @@ from typing import Any, List, Optional
 from l4lb.health.agent import AgentCheck
 from l4lb.health.tcp import TcpCheck
 from l4lb.pool import BackendState, Server
+from l4lb.tcp.tls import client_creator
+from l4lb.proxyproto import check_header
+
+
+def check_preamble(spec: Any) -> bytes:
+    """
+    The PROXY header a server's TCP check sends first, as in HAProxy: with
+    C{check-send-proxy}, or when the server has C{send-proxy[-v2]} and the
+    check goes to the server itself (no C{port} or C{addr}); the version is
+    the server's (2 with C{send-proxy-v2}, else 1).
+    """
+    version = spec.send_proxy
+    same_place = spec.check_port is None and spec.check_addr is None
+    if spec.check_send_proxy or (version and same_place):
+        return check_header(version or 1)
+    return b""
 
 
 def tcp_checks(backend: BackendState, server: Server, reactor: Any) -> List[Any]:
@@ -42,6 +58,8 @@ def tcp_checks(backend: BackendState, server: Server, reactor: Any) -> List[Any]
                 rules,
                 timeouts.check,
                 timeouts.connect,
+                check_preamble(spec),
+                tls=client_creator(spec) if spec.check_ssl else None,
             )
         )
     if spec.agent_check and spec.agent_port is not None:

@@ -59,6 +59,9 @@ class HealthMonitor(Service):
         self.setName("health")
         self.reactor = reactor
         source = rng or random.Random()
+        self._spread = spread_checks
+        self._rng = source
+        self._emit = emit
         self.servers: List[ServerHealth] = []
         self.builders = dict(DEFAULT_BUILDERS if builders is None else builders)
         for backend in backends:
@@ -71,6 +74,41 @@ class HealthMonitor(Service):
                     self.servers.append(
                         ServerHealth(server, backend, reactor, checks, spread_checks, source, emit)
                     )
+
+    def watch(self, backend: BackendState, server: Server) -> Optional[ServerHealth]:
+        """
+        Start checking C{server} of C{backend} (added by a reload): its
+        initial state is set and, while the monitor runs, its loops start
+        at once.
+
+        @return: Its L{ServerHealth}, or C{None} when it has no checks.
+        """
+        build = self.builders.get(backend.spec.mode)
+        checks = list(build(backend, server, self.reactor)) if build is not None else []
+        if not checks:
+            return None
+        health = ServerHealth(
+            server, backend, self.reactor, checks, self._spread, self._rng, self._emit
+        )
+        self.servers.append(health)
+        if self.running:
+            health.begin()
+            for loop in health.loops:
+                loop.start(0.0)
+        return health
+
+    def unwatch(self, server: Server) -> "Deferred[Any]":
+        """
+        Stop checking C{server} (removed by a reload, or about to be
+        watched again with new check settings).  Its state is left as it
+        is.
+
+        @return: A L{Deferred} that fires once no check of it is in
+            progress.
+        """
+        stopping = [health.stop() for health in self.servers if health.server is server]
+        self.servers = [health for health in self.servers if health.server is not server]
+        return DeferredList(stopping, consumeErrors=True)
 
     def find(self, backend: str, server: str) -> ServerHealth:
         """

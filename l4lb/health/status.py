@@ -15,6 +15,9 @@ SOCKERR = "SOCKERR"
 L4OK = "L4OK"
 L4TOUT = "L4TOUT"
 L4CON = "L4CON"
+L6OK = "L6OK"
+L6TOUT = "L6TOUT"
+L6RSP = "L6RSP"
 L7OK = "L7OK"
 L7TOUT = "L7TOUT"
 L7RSP = "L7RSP"
@@ -29,6 +32,9 @@ DESCRIPTIONS = {
     L4OK: "Layer4 check passed",
     L4TOUT: "Layer4 timeout",
     L4CON: "Layer4 connection problem",
+    L6OK: "Layer6 check passed",
+    L6TOUT: "Layer6 timeout",
+    L6RSP: "Layer6 invalid response",
     L7OK: "Layer7 check passed",
     L7TOUT: "Layer7 timeout",
     L7RSP: "Layer7 invalid response",
@@ -37,7 +43,7 @@ DESCRIPTIONS = {
 }
 
 #: The codes of a check that passed.
-PASSING = frozenset({L4OK, L7OK})
+PASSING = frozenset({L4OK, L6OK, L7OK})
 
 
 def describe(status: str) -> str:

@@ -13,7 +13,9 @@ whole check; with it, connecting is bounded by C{min(inter, timeout
 connect)} and, once connected, the rest of the check by C{timeout check}.
 
 Check connections are closed with a reset once the check is decided, as
-HAProxy does, so that frequent checks leave no sockets in C{TIME_WAIT}.
+HAProxy does, so that frequent checks leave no sockets in C{TIME_WAIT};
+those that send a PROXY header first (C{check-send-proxy}) are closed in
+order instead, so that the header is not lost to the reset.
 """
 
 from __future__ import annotations
@@ -26,15 +28,29 @@ from typing import Any, Callable, Dict, List, Optional, Pattern, Sequence, Tuple
 
 from twisted.internet import error
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IAddress, IConnector
+from twisted.internet.interfaces import IAddress, IConnector, IHandshakeListener
 from twisted.internet.protocol import ClientFactory, Protocol
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from l4lb.config.model import TcpCheckRule
 from l4lb.config.tcpcheck import to_bytes as _to_bytes
-from l4lb.health.status import L4CON, L4OK, L4TOUT, L7OK, L7RSP, L7TOUT, SOCKERR, CheckResult
+from l4lb.health.status import (
+    L4CON,
+    L4OK,
+    L4TOUT,
+    L6OK,
+    L6RSP,
+    L6TOUT,
+    L7OK,
+    L7RSP,
+    L7TOUT,
+    SOCKERR,
+    CheckResult,
+)
 from l4lb.interfaces import IHealthCheck
+from l4lb.tcp.tls import tls_failure_text
 
 #: Bytes kept from a server's answer while an C{expect} waits (HAProxy's
 #: default buffer size); once full, the expect is decided on what it has.
@@ -104,6 +120,31 @@ class _CheckProtocol(Protocol):
         self.run.lost(self)
 
 
+@implementer(IHandshakeListener)
+class _TlsCheckProtocol(_CheckProtocol):
+    """
+    The check's side of a connection with C{check-ssl}: connected once the
+    TLS handshake (with the server's verification) succeeded.
+    """
+
+    handshaken = False
+
+    def connectionMade(self) -> None:
+        self.run.handshaking = self
+
+    def handshakeCompleted(self) -> None:
+        if self.transport.disconnecting:
+            return
+        self.handshaken = True
+        self.run.connected(self)
+
+    def connectionLost(self, reason: Failure = error.ConnectionDone()) -> None:  # type: ignore[assignment]
+        if self.handshaken:
+            self.run.lost(self)
+        else:
+            self.run.handshake_failed(self, reason)
+
+
 class _Attempt(ClientFactory):
     """
     The factory of one connection attempt of a run.
@@ -117,6 +158,8 @@ class _Attempt(ClientFactory):
     def buildProtocol(self, addr: IAddress) -> Optional[_CheckProtocol]:  # type: ignore[override]
         if self.run.attempt is not self:
             return None
+        if self.run.check.tls is not None:
+            return _TlsCheckProtocol(self.run)
         return _CheckProtocol(self.run)
 
     def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
@@ -140,6 +183,7 @@ class _Run:
         self.attempt: Optional[_Attempt] = None
         self.connector: Optional[IConnector] = None
         self.protocol: Optional[_CheckProtocol] = None
+        self.handshaking: Optional[_CheckProtocol] = None
         self.buffer = bytearray()
         self.closed = False
         self.done = False
@@ -206,7 +250,10 @@ class _Run:
                 limit = min(limit, check.timeout_connect)
             self._arm(limit)
         self.attempt = _Attempt(self)
-        self.connector = self.reactor.connectTCP(host, port, self.attempt, timeout=None)
+        factory: Any = self.attempt
+        if check.tls is not None:
+            factory = TLSMemoryBIOFactory(check.tls, True, factory, clock=self.reactor)
+        self.connector = self.reactor.connectTCP(host, port, factory, timeout=None)
 
     def connected(self, protocol: _CheckProtocol) -> None:
         if self.done:
@@ -214,7 +261,10 @@ class _Run:
             return
         self.attempt = None
         self.connector = None
+        self.handshaking = None
         self.protocol = protocol
+        if self.check.preamble:
+            protocol.transport.write(self.check.preamble)
         if self.check.timeout_check is not None:
             self._arm(self.check.timeout_check)
         self.step += 1
@@ -230,6 +280,15 @@ class _Run:
             return
         status = L4CON if reason.check(error.ConnectError) else SOCKERR
         self._finish(CheckResult(status, self._where(connect_error_text(reason))))
+
+    def handshake_failed(self, protocol: _CheckProtocol, reason: Failure) -> None:
+        if protocol is not self.handshaking:
+            return
+        self.handshaking = None
+        self.attempt = None
+        self.connector = None
+        if not self.done:
+            self._finish(CheckResult(L6RSP, self._where(tls_failure_text(reason))))
 
     def received(self, data: bytes) -> None:
         if self.done:
@@ -305,7 +364,9 @@ class _Run:
         self.timer = None
         if self.done:
             return
-        if self.protocol is None and self.step < len(self.rules) and self.rules[self.step].action == "connect":
+        if self.handshaking is not None:
+            self._finish(CheckResult(L6TOUT, self._where("")))
+        elif self.protocol is None and self.step < len(self.rules) and self.rules[self.step].action == "connect":
             self._finish(CheckResult(L4TOUT, self._where("")))
         else:
             self._finish(CheckResult(L7TOUT, self._where("")))
@@ -320,7 +381,15 @@ class _Run:
                 pass
         protocol, self.protocol = self.protocol, None
         if protocol is not None and protocol.transport is not None:
-            protocol.transport.abortConnection()
+            if self.check.preamble:
+                # A reset could drop the PROXY header a plain check has just
+                # written: the server sees it, then an orderly close.
+                protocol.transport.loseConnection()
+            else:
+                protocol.transport.abortConnection()
+        handshaking, self.handshaking = self.handshaking, None
+        if handshaking is not None and handshaking.transport is not None:
+            handshaking.transport.abortConnection()
 
     def _finish(self, result: CheckResult) -> None:
         if self.done:
@@ -367,6 +436,10 @@ class TcpCheck:
         C{timeout check}, and of a connect with it.
     @ivar timeout_check: C{timeout check}, or C{None}.
     @ivar timeout_connect: C{timeout connect}, or C{None}.
+    @ivar preamble: What each of its connections sends first (a PROXY
+        protocol header, C{check-send-proxy}), or nothing.
+    @ivar tls: The client TLS settings of its connections (C{check-ssl}),
+        or C{None}.
     """
 
     kind = "check"
@@ -380,10 +453,20 @@ class TcpCheck:
         rules: Optional[Sequence[TcpCheckRule]] = None,
         timeout_check: Optional[float] = None,
         timeout_connect: Optional[float] = None,
+        preamble: bytes = b"",
+        tls: Any = None,
     ) -> None:
         """
         @param rules: A C{tcp-check} sequence; C{None} for a plain connect.
+        @param tls: For C{check-ssl}, the client TLS settings every
+            connection of the check uses (an
+            L{IOpenSSLClientConnectionCreator
+            <twisted.internet.interfaces.IOpenSSLClientConnectionCreator>});
+            a plain check then passes with C{L6OK} once the handshake
+            succeeded, and fails with C{L6RSP} (handshake failed) or
+            C{L6TOUT}.
         """
+        self.preamble = preamble
         self.reactor = reactor
         self.address = address
         self.port = port
@@ -395,7 +478,10 @@ class TcpCheck:
         self.rules: Tuple[TcpCheckRule, ...] = tuple(steps)
         self.timeout_check = timeout_check
         self.timeout_connect = timeout_connect
+        self.tls = tls
         self.success = CheckResult(L7OK, "(tcp-check)") if self.sequence else CheckResult(L4OK)
+        if tls is not None and not self.sequence:
+            self.success = CheckResult(L6OK)
         #: The compiled regular expression of each C{rstring} and
         #: C{rbinary} rule, by index.
         self.regexes: Dict[int, Pattern[bytes]] = {

@@ -4,7 +4,7 @@ A frontend's runtime state and the factory its listening ports use.
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, List, Optional, Sequence
 
 from twisted.internet.interfaces import IAddress
 from twisted.internet.protocol import Factory
@@ -32,6 +32,11 @@ class FrontendState:
     @ivar bytes_out: Bytes to clients relayed by its ended connections.
     @ivar lean: Whether its established connections may use the lean data
         path (L{l4lb.tcp.lean}) where the platform allows.
+    @ivar stages: The L{l4lb.interfaces.IClientStage}s each new connection
+        goes through before a server is chosen, in order.
+    @ivar inspect_delay: Seconds a stage may wait for the client's bytes
+        (C{tcp-request inspect-delay}), or C{None} for no limit.
+    @ivar denied: Connections refused by a stage's rule (stats C{dcon}).
     """
 
     def __init__(
@@ -53,6 +58,11 @@ class FrontendState:
         self.bytes_in = 0
         self.bytes_out = 0
         self.lean = True
+        self.stages: List[Any] = []
+        self.inspect_delay: Optional[float] = (
+            spec.inspect_delay if spec.inspect_delay is not None else spec.timeouts.client
+        )
+        self.denied = 0
 
     @property
     def current(self) -> int:
@@ -64,13 +74,18 @@ class FrontendState:
 
 class FrontendFactory(Factory):
     """
-    Builds a L{ClientLeg} for each accepted connection of one frontend.
+    Builds a L{ClientLeg} for each accepted connection of one bind of a
+    frontend.
+
+    @ivar first: The stages of this bind only (reading a PROXY header),
+        which its connections go through before the frontend's.
     """
 
     noisy = False
 
-    def __init__(self, frontend: FrontendState) -> None:
+    def __init__(self, frontend: FrontendState, first: Sequence[Any] = ()) -> None:
         self.frontend = frontend
+        self.first = list(first)
 
     def buildProtocol(self, addr: Optional[IAddress]) -> ClientLeg:
         """
@@ -78,4 +93,6 @@ class FrontendFactory(Factory):
         """
         leg = ClientLeg()
         leg.frontend = self.frontend
+        if self.first:
+            leg.stages = self.first + self.frontend.stages
         return leg

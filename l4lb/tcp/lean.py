@@ -210,16 +210,25 @@ class LeanRelay:
         self.attached = False
         self.handed: Optional[List[Any]] = None
 
-    def start(self) -> None:
+    def start(self, first: bytes = b"") -> None:
         """
         Take both sockets from their transports and start relaying.
+
+        @param first: Bytes the server receives before anything relayed
+            from the client (a PROXY header, bytes read while inspecting);
+            the client is read once they are sent.
         """
         for side in (self.client, self.server):
             side.transport.stopReading()
             side.transport.stopWriting()
         self.attached = True
-        self.reactor.addReader(self.client)
-        self.reactor.addReader(self.server)
+        reactor = self.reactor
+        if first:
+            self.server.pending = memoryview(first)
+            reactor.addWriter(self.server)
+        else:
+            reactor.addReader(self.client)
+        reactor.addReader(self.server)
 
     def ended(self, side: _Side) -> None:
         """

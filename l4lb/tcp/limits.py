@@ -9,7 +9,7 @@ port's batch is capped at the number of free slots before it reads.
 
 from __future__ import annotations
 
-from typing import Any, List
+from typing import Any, List, Optional
 
 
 class ConnectionLimiter:
@@ -63,6 +63,8 @@ class Gate:
     @ivar maxconn: The frontend's limit; 0 means only the global one.
     @ivar current: The frontend's open connections.
     @ivar held: While true the ports accept nothing (the service is starting).
+    @ivar rate: The frontend's L{l4lb.protect.ratelimit.SessionRate}
+        (C{rate-limit sessions}), or C{None}.
     """
 
     def __init__(self, limiter: ConnectionLimiter, maxconn: int) -> None:
@@ -70,6 +72,7 @@ class Gate:
         self.maxconn = maxconn
         self.current = 0
         self.held = True
+        self.rate: Optional[Any] = None
         self._ports: List[Any] = []
         self._reading = False
 
@@ -80,6 +83,8 @@ class Gate:
         free = self.limiter.free()
         if self.maxconn > 0:
             free = min(free, self.maxconn - self.current)
+        if self.rate is not None:
+            free = min(free, self.rate.free())
         return free
 
     def add_port(self, port: Any) -> None:
@@ -118,6 +123,8 @@ class Gate:
         Count one accepted connection.
         """
         full_before = self.limiter.free() <= 0
+        if self.rate is not None:
+            self.rate.count()
         self.current += 1
         self.limiter.current += 1
         self.update()

@@ -27,6 +27,13 @@ way until both directions are done; then both sockets are closed.  On
 Linux, plain TCP legs are carried by L{l4lb.tcp.lean} instead once
 established (unless C{tune.relay = classic}), with the same guarantees.
 
+A server with C{ssl} is reached over TLS (L{l4lb.tcp.tls}): its leg counts
+as connected once the handshake and the verification of its certificate
+succeeded, and a connection lost before that is a failed attempt, retried
+like a refused one; C{timeout connect} covers the handshake.  TLS legs
+(towards servers, and from clients on C{ssl crt} binds) half-close with
+C{close_notify}; a peer's C{close_notify} ends that leg both ways.
+
 Timeouts follow HAProxy's rules: activity in either direction refreshes both
 sides, C{timeout tunnel} replaces C{client}/C{server} once established, and
 C{client-fin}/C{server-fin} apply to a side that has half-closed.  The hot
@@ -36,28 +43,35 @@ chunk, adds its length and notes the time; timers are checked lazily.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
 
 from twisted.internet import error
 from twisted.internet.interfaces import (
     IAddress,
     IConnector,
     IHalfCloseableProtocol,
+    IHandshakeListener,
     IReactorFDSet,
 )
 from twisted.internet.protocol import ClientFactory, Protocol
+from twisted.logger import Logger
 from twisted.python import log
+from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from l4lb.logs import ConnectionRecord, format_tcplog
+from l4lb.logformats import format_connection
+from l4lb.logs import ConnectionRecord
 from l4lb.tcp import lean
+from l4lb.tcp.stages import MAX_INSPECT, StageRejected
+from l4lb.tcp.tls import tls_factory, tls_failure_text
 from l4lb.tcp.watch import HangupWatcher
 
 if TYPE_CHECKING:
     from l4lb.pool import Server
     from l4lb.tcp.frontend import FrontendState
 
+INSPECTING = "inspecting"
 QUEUED = "queued"
 CONNECTING = "connecting"
 ESTABLISHED = "established"
@@ -69,6 +83,8 @@ RETRY_PAUSE = 1.0
 
 _INFINITY = float("inf")
 
+_log = Logger(namespace="l4lb")
+
 
 @implementer(IHalfCloseableProtocol)
 class ClientLeg(Protocol):
@@ -78,10 +94,13 @@ class ClientLeg(Protocol):
     @ivar frontend: The L{FrontendState} that accepted it (set by the
         factory).
     @ivar session: Its L{Session}, made when the connection is made.
+    @ivar stages: The stages of the bind that accepted it (set by the
+        factory), or C{None} for its frontend's.
     """
 
     frontend: "FrontendState"
     session: "Session"
+    stages: Optional[List[Any]] = None
     transport: Any
 
     def connectionMade(self) -> None:
@@ -164,6 +183,51 @@ class ServerLeg(Protocol):
         self.session.server_lost(reason)
 
 
+@implementer(IHandshakeListener)
+class TlsServerLeg(ServerLeg):
+    """
+    The connection to a server with C{ssl}: the session counts it as
+    connected only once the TLS handshake (and the verification of the
+    server's certificate) succeeded; a connection lost before is a failed
+    connection attempt, retried like a refused one.
+
+    @ivar handshaken: Whether the handshake completed.
+    """
+
+    handshaken = False
+
+    def connectionMade(self) -> None:
+        """
+        The TCP connection is up; the handshake starts.
+        """
+        self.session.server_handshaking(self)
+
+    def handshakeCompleted(self) -> None:
+        """
+        The handshake succeeded: start relaying.
+        """
+        if self.transport.disconnecting:
+            # Verification failed during the handshake; connectionLost
+            # reports it.
+            return
+        self.handshaken = True
+        self.session.server_connected(self)
+
+    def connectionLost(self, reason: Failure = error.ConnectionDone()) -> None:  # type: ignore[assignment]
+        """
+        The connection closed: during the handshake it is a failed attempt.
+        """
+        if not self.handshaken:
+            self.session.server_handshake_failed(self, reason)
+            return
+        if reason.check(error.ConnectionDone):
+            # The server's close_notify: its stream ended normally, and
+            # Twisted closed the whole TLS connection.
+            self.session.server_eof()
+            self.session.tls_closed()
+        self.session.server_lost(reason)
+
+
 def _discard(data: bytes) -> None:
     pass
 
@@ -196,8 +260,26 @@ class Session(ClientFactory):
 
     It is also the factory of its server connection attempts.
 
-    @ivar state: C{"queued"}, C{"connecting"}, C{"established"},
-        C{"closing"} or C{"done"}.
+    @ivar state: C{"inspecting"}, C{"queued"}, C{"connecting"},
+        C{"established"}, C{"closing"} or C{"done"}.
+    @ivar backend: The L{BackendState} it is balanced over: the frontend's
+        default one unless a stage chose another (SNI routing).
+    @ivar client_host: The client's address as logged, balanced on and
+        checked against limits: the peer's, or the one a PROXY header
+        carried.
+    @ivar destination: The C{(address, port)} the client connected to when
+        a PROXY header said so, or C{None}: the listening socket's.
+    @ivar stages: The stages it goes through before a server is chosen:
+        its bind's, or else its frontend's.
+    @ivar stage_index: How many of its stages it has passed.
+    @ivar early: Bytes the client sent while its stages inspected them and
+        that are relayed to the server first, once connected.
+    @ivar sni: The TLS server name the client asked for, once read, or
+        C{None}.
+    @ivar on_end: Called with the session once it is done, if set (a stage
+        that counts sessions per source releases its count).
+    @ivar dispatched: Whether it was counted in its backend (it passed its
+        stages).
     @ivar server: The L{Server} assigned to it, if any.
     @ivar retries: Connection attempts after the first.
     @ivar redispatched: Whether a retry went to another server.
@@ -222,6 +304,7 @@ class Session(ClientFactory):
         self.client_timeouts = frontend.spec.timeouts
         self.client = client
         self.server_leg: Optional[ServerLeg] = None
+        self.handshaking: Optional[TlsServerLeg] = None
         self.server: Optional["Server"] = None
         self.accepted = reactor.seconds()
         self.connected_at: Optional[float] = None
@@ -247,27 +330,130 @@ class Session(ClientFactory):
         self.server_write = _discard
         self.client_write = _discard
         self.lean: Optional[lean.LeanRelay] = None
+        self.stage_index = 0
+        self.early: Optional[bytearray] = None
+        self.sni: Optional[str] = None
+        self.on_end: Optional[Callable[["Session"], None]] = None
+        self.dispatched = False
         peer = client.transport.getPeer()
         self.client_host: str = getattr(peer, "host", "unix")
         self.client_port: int = getattr(peer, "port", 0)
+        self.destination: Optional[Tuple[str, int]] = None
+        stages = client.stages
+        self.stages: List[Any] = frontend.stages if stages is None else stages
 
     # -- connecting --------------------------------------------------------
 
     def start(self) -> None:
         """
-        Pause the client and connect to a server.
+        Run the frontend's stages over the new connection, then pause the
+        client and connect to a server.
         """
-        self.frontend.total += 1
-        self.frontend.gate.acquire()
-        self.backend.current += 1
-        self.backend.total += 1
+        frontend = self.frontend
+        frontend.total += 1
+        frontend.gate.acquire()
+        if self.stages:
+            self.state = INSPECTING
+            self.early = bytearray()
+            self.server_write = self._inspect
+            self._inspect(b"")
+        else:
+            self._dispatch()
+
+    # -- inspecting --------------------------------------------------------
+
+    def _inspect(self, data: bytes) -> None:
+        """
+        Add what the client sent to what the current stage inspects, and
+        run the stages for as long as they can decide.
+        """
+        if self.state != INSPECTING:
+            return
+        early = self.early
+        assert early is not None
+        early += data
+        stages = self.stages
+        while self.stage_index < len(stages):
+            stage = stages[self.stage_index]
+            try:
+                used = stage.inspect(self, early)
+            except StageRejected as e:
+                self._reject(e)
+                return
+            if used is None:
+                if len(early) > MAX_INSPECT:
+                    self._reject(StageRejected("PR", "the client sent too much before a decision"))
+                elif self.timer is None:
+                    delay = self.frontend.inspect_delay
+                    if delay is not None:
+                        self.timer = self.reactor.callLater(delay, self._inspect_timed_out)
+                return
+            self._cancel_timer()
+            if used:
+                del early[:used]
+            self.stage_index += 1
+        self.server_write = _discard
+        self._dispatch()
+
+    def _inspect_timed_out(self) -> None:
+        """
+        The current stage waited for the client too long: it decides with
+        what it has, or the connection is closed.
+        """
+        self.timer = None
+        if self.state != INSPECTING:
+            return
+        early = self.early
+        assert early is not None
+        stage = self.stages[self.stage_index]
+        try:
+            used = stage.expired(self, early)
+        except StageRejected as e:
+            self._reject(e)
+            return
+        if used is None:
+            self._reject(StageRejected("cR", "the client sent too little in time"))
+            return
+        if used:
+            del early[:used]
+        self.stage_index += 1
+        self._inspect(b"")
+
+    def _reject(self, rejection: "StageRejected") -> None:
+        """
+        Close a connection a stage refused, logging why.
+        """
+        if rejection.message:
+            _log.info(
+                "{frontend}: {client}:{port}: {message}",
+                frontend=self.frontend.name,
+                client=self.client_host,
+                port=self.client_port,
+                message=rejection.message,
+            )
+        if rejection.termination[0] == "P":
+            self.frontend.denied += 1
+        self._abort(rejection.termination)
+
+    # -- dispatching -------------------------------------------------------
+
+    def _dispatch(self) -> None:
+        """
+        Pause the client and connect to a server of the backend.
+        """
+        self.dispatched = True
+        self.state = CONNECTING
+        backend = self.backend
+        # A stage may have routed it to another backend than the default.
+        self.timeouts = backend.spec.timeouts
+        backend.current += 1
+        backend.total += 1
         transport = self.client.transport
         transport.pauseProducing()
         sock = getattr(transport, "socket", None)
         if sock is not None and IReactorFDSet.providedBy(self.reactor):
             self.watcher = HangupWatcher(sock, self.reactor, self._client_hung_up)
             self.watcher.start()
-        backend = self.backend
         # Connections already waiting go first.
         server = None if backend.queue.current else backend.pick(self.client_host, ())
         if server is None:
@@ -335,8 +521,11 @@ class Session(ClientFactory):
         server = self.server
         assert server is not None and server.address is not None
         self.server_closed = False
+        factory: Any = self
+        if server.tls is not None:
+            factory = tls_factory(server.tls, True, self, self.reactor)
         self.connector = self.reactor.connectTCP(
-            server.address, server.port, self, timeout=None
+            server.address, server.port, factory, timeout=None
         )
         timeout = self.timeouts.connect
         if timeout is not None:
@@ -348,6 +537,8 @@ class Session(ClientFactory):
         """
         if self.state != CONNECTING:
             return None
+        if self.server is not None and self.server.tls is not None:
+            return TlsServerLeg(self)
         return ServerLeg(self)
 
     def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
@@ -369,7 +560,45 @@ class Session(ClientFactory):
         self.timer = None
         connector, self.connector = self.connector, None
         _stop_connecting(connector)
+        self._drop_handshake()
         self._attempt_failed("s")
+
+    def server_handshaking(self, leg: TlsServerLeg) -> None:
+        """
+        The TCP connection to a TLS server is up and its handshake started;
+        the connect timeout keeps running until it completes.
+        """
+        self.handshaking = leg
+
+    def server_handshake_failed(self, leg: TlsServerLeg, reason: Failure) -> None:
+        """
+        A TLS server's connection closed before its handshake completed (a
+        certificate that failed verification, a server that does not speak
+        TLS): a failed attempt, retried like a refused connection.
+        """
+        if leg is not self.handshaking:
+            # Already abandoned (timed out, or the session ended).
+            return
+        self.handshaking = None
+        self.connector = None
+        self._cancel_timer()
+        server = self.server
+        _log.warn(
+            "{frontend}: TLS to server {backend}/{server} failed: {reason}",
+            frontend=self.frontend.name,
+            backend=self.backend.name,
+            server=server.name if server is not None else "-",
+            reason=tls_failure_text(reason),
+        )
+        self._attempt_failed("S")
+
+    def _drop_handshake(self) -> None:
+        """
+        Abandon a TLS handshake in progress, if any.
+        """
+        leg, self.handshaking = self.handshaking, None
+        if leg is not None and leg.transport is not None:
+            leg.transport.abortConnection()
 
     def _attempt_failed(self, who: str) -> None:
         self.server_closed = True
@@ -378,7 +607,7 @@ class Session(ClientFactory):
         server.failed_connects += 1
         if server.observer is not None:
             server.observer.connect_failed()
-        if self.retries >= self.frontend.backend_spec.retries:
+        if self.retries >= self.backend.spec.retries:
             self._abort(who + "C")
             return
         self.retries += 1
@@ -395,12 +624,12 @@ class Session(ClientFactory):
         self.timer = self.reactor.callLater(pause, self._retry)
 
     def _redispatch_now(self) -> bool:
-        interval = self.frontend.backend_spec.redispatch
+        interval = self.backend.spec.redispatch
         if interval == 0:
             return False
         if interval > 0:
             return self.retries % interval == 0
-        return self.retries == self.frontend.backend_spec.retries + interval + 1
+        return self.retries == self.backend.spec.retries + interval + 1
 
     def _retry(self) -> None:
         self.timer = None
@@ -419,6 +648,7 @@ class Session(ClientFactory):
         """
         self._cancel_timer()
         self.connector = None
+        self.handshaking = None
         self.state = ESTABLISHED
         self.server_leg = leg
         server = self.server
@@ -429,6 +659,7 @@ class Session(ClientFactory):
         self.last_activity = now
         server_transport = leg.transport
         client_transport = self.client.transport
+        first = self._first_bytes()
         if self.frontend.lean and lean.usable(
             self.reactor, client_transport, server_transport
         ):
@@ -436,9 +667,11 @@ class Session(ClientFactory):
                 self.watcher.stop()
                 self.watcher = None
             self.lean = lean.LeanRelay(self, client_transport, server_transport)
-            self.lean.start()
+            self.lean.start(first)
             self._arm_idle_timer()
             return
+        if first:
+            server_transport.write(first)
         self.server_write = server_transport.write
         self.client_write = client_transport.write
         client_transport.registerProducer(server_transport, True)
@@ -448,6 +681,21 @@ class Session(ClientFactory):
             self.watcher = None
         client_transport.resumeProducing()
         self._arm_idle_timer()
+
+    def _first_bytes(self) -> bytes:
+        """
+        What the server receives before anything relayed: the server's
+        preamble (a PROXY header) and what the client sent while its stages
+        inspected it.
+        """
+        first = b""
+        server = self.server
+        if server is not None and server.preamble is not None:
+            first = server.preamble(self)
+        if self.early:
+            first += bytes(self.early)
+            self.early = None
+        return first
 
     # -- established -------------------------------------------------------
 
@@ -565,6 +813,9 @@ class Session(ClientFactory):
             connector, self.connector = self.connector, None
             _stop_connecting(connector)
             self.server_closed = True
+        if self.handshaking is not None:
+            self._drop_handshake()
+            self.server_closed = True
         if self.lean is not None:
             self.lean.detach(flush=False)
         self._unwire()
@@ -582,7 +833,7 @@ class Session(ClientFactory):
 
         @param termination: The two-character state to log.
         """
-        if self.state in (QUEUED, CONNECTING, ESTABLISHED):
+        if self.state in (INSPECTING, QUEUED, CONNECTING, ESTABLISHED):
             self._abort(termination)
 
     def client_lost(self, reason: Failure) -> None:
@@ -590,13 +841,32 @@ class Session(ClientFactory):
         The client's socket closed.
         """
         self.client_closed = True
-        if self.state == QUEUED:
+        if self.state == INSPECTING:
+            self._abort("CR")
+        elif self.state == QUEUED:
             self._abort("CQ")
         elif self.state == CONNECTING:
             self._abort("CC")
         elif self.state == ESTABLISHED:
-            self._close("CD")
+            if isinstance(self.client.transport, TLSMemoryBIOProtocol) and (
+                reason.check(error.ConnectionDone) or self.server_eof_seen
+            ):
+                # The TLS client's close_notify (or, once the server's end
+                # was passed on, its TCP close): a normal end.
+                self.client_eof()
+                self.tls_closed()
+            else:
+                self._close("CD")
         self._maybe_done()
+
+    def tls_closed(self) -> None:
+        """
+        A TLS leg closed normally, both ways at once (Twisted's TLS closes
+        the connection on the peer's close_notify): end the session once
+        what is buffered is sent.
+        """
+        if self.state == ESTABLISHED:
+            self._close("--")
 
     def server_lost(self, reason: Failure) -> None:
         """
@@ -624,7 +894,7 @@ class Session(ClientFactory):
             frontend.spec.dontlognull and self.bytes_in == 0 and self.bytes_out == 0
         ):
             try:
-                frontend.sink.write(format_tcplog(self._record()))
+                frontend.sink.write(format_connection(frontend.spec.log_format, self._record()))
             except Exception:
                 log.err(None, "l4lb: cannot log a connection")
         # Traffic is added to the totals once, when the session ends.
@@ -635,8 +905,13 @@ class Session(ClientFactory):
             server.bytes_out += self.bytes_out
             backend.drop(server, self)
             self.server = None
-        backend.current -= 1
+        if self.dispatched:
+            backend.current -= 1
         frontend.gate.release()
+        on_end = self.on_end
+        if on_end is not None:
+            self.on_end = None
+            on_end(self)
 
     def _record(self) -> ConnectionRecord:
         server = self.server
@@ -651,6 +926,9 @@ class Session(ClientFactory):
             queue_time = left - self.queued_at
         elif server is not None:
             queue_time = 0.0
+        sni = self.sni
+        if sni is None and self.frontend.spec.sni_routes:
+            sni = ""
         return ConnectionRecord(
             client_host=self.client_host,
             client_port=self.client_port,
@@ -670,4 +948,5 @@ class Session(ClientFactory):
             retries=self.retries,
             redispatched=self.redispatched,
             backend_queue=self.queue_passed,
+            sni=sni,
         )

@@ -34,10 +34,11 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from l4lb.config.model import Frontend as FrontendSpec
+from l4lb.logformats import format_udp_session
 from l4lb.pool import BackendState, Server
 from l4lb.udp import log as udplog
 from l4lb.udp.counters import UdpCounters, live
-from l4lb.udp.log import UdpRecord, format_udplog
+from l4lb.udp.log import UdpRecord
 from l4lb.udp.session import ServerSocket, UdpSession
 from l4lb.udp.sockets import connect_server
 from l4lb.udp.table import SessionTable
@@ -299,7 +300,8 @@ class UdpFrontend:
         server.udp.add_traffic(session)
         if self.sink is not None:
             try:
-                self.sink.write(format_udplog(self._record(session, why)))
+                line = format_udp_session(self.spec.log_format, self._record(session, why))
+                self.sink.write(line)
             except Exception:
                 _log.failure("l4lb: cannot log a UDP session")
 

@@ -240,9 +240,10 @@ TCPLOG = re.compile(
     r" (?P<termination>\S\S)"
     r" (?P<actconn>\d+)/(?P<feconn>\d+)/(?P<beconn>\d+)/(?P<srv_conn>\d+)"
     r"/(?P<redispatched>\+?)(?P<retries>\d+)"
-    r" (?P<srv_queue>\d+)/(?P<backend_queue>\d+)\s*$"
+    r" (?P<srv_queue>\d+)/(?P<backend_queue>\d+)(?: \{[^{}]*\})*\s*$"
 )
-"""One connection in HAProxy's tcplog layout, at the end of a line."""
+"""One connection in HAProxy's tcplog layout, at the end of a line (captured
+values in braces, such as the TLS server name, may follow)."""
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)

@@ -58,7 +58,6 @@ def stat_rows(text: str) -> Dict[str, Dict[str, str]]:
     return {f"{r['pxname']}/{r['svname']}": r for r in rows if r["pxname"]}
 
 
-@pytest.mark.skipif(shutil.which("socat") is None, reason="socat is not installed")
 def test_drain_through_socket(
     servers: StartServer, balancers: BalancerFactory, tmp_path: "os.PathLike[str]"
 ) -> None:
@@ -67,6 +66,7 @@ def test_drain_through_socket(
     connections all go to s2, and C{show stat} (parsed with csv into the
     documented columns) says DRAIN; the socket has mode 0600.
     """
+    assert shutil.which("socat"), "socat is needed: apt-get install socat"
     s1, s2 = servers(EchoServer("s1")), servers(EchoServer("s2"))
     sock_path = os.path.join(str(tmp_path), "admin.sock")
     be = BackendSection(
@@ -204,18 +204,18 @@ def test_stats_pages(
     assert sessions == {"s1": 1.0, "s2": 0.0}
 
     browser = chromium()
-    if browser:
-        shot = os.path.join(str(tmp_path), "stats.png")
-        dom = subprocess.run(
-            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
-             f"http://ops:secret@127.0.0.1:{stats_port}/"],
-            capture_output=True, text=True, timeout=60,
-        )
-        assert ">s1<" in dom.stdout and ">s2<" in dom.stdout and ">web<" in dom.stdout
-        subprocess.run(
-            [browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1200,500",
-             f"--screenshot={shot}", f"http://ops:secret@127.0.0.1:{stats_port}/"],
-            capture_output=True, timeout=60,
-        )
-        assert os.path.getsize(shot) > 1000
+    assert browser, "a headless browser is needed: apt-get install chromium"
+    shot = os.path.join(str(tmp_path), "stats.png")
+    dom = subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--dump-dom",
+         f"http://ops:secret@127.0.0.1:{stats_port}/"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert ">s1<" in dom.stdout and ">s2<" in dom.stdout and ">web<" in dom.stdout
+    subprocess.run(
+        [browser, "--headless", "--no-sandbox", "--disable-gpu", "--window-size=1200,500",
+         f"--screenshot={shot}", f"http://ops:secret@127.0.0.1:{stats_port}/"],
+        capture_output=True, timeout=60,
+    )
+    assert os.path.getsize(shot) > 1000
     held.close()

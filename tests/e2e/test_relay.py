@@ -182,8 +182,7 @@ def test_ipv6_loopback(servers: StartServer, balancers: BalancerFactory) -> None
     """
     A frontend bound on [::1] relays to a server on [::1].
     """
-    if not ipv6_loopback():
-        pytest.skip("no IPv6 loopback on this machine")
+    assert ipv6_loopback(), "this test needs an IPv6 loopback address (::1)"
     s1 = servers(EchoServer("s6", host="::1"))
     be = BackendSection("be", [ServerLine("s6", "::1", s1.port)])
     fe = one_frontend(be, host="::1")
