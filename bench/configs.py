@@ -200,4 +200,20 @@ def l4lb_config(frontends: Frontends, backends: Backends, maxconn: int) -> str:
             f"server s2 = {HOST}:{s2}",
             "",
         ]
+    if frontends.udp is not None:
+        u1, u2 = backends.udp
+        lines += [
+            "[frontend udp]",
+            "mode = udp",
+            f"bind = {HOST}:{frontends.udp}",
+            f"timeout udp = {UDP_SESSION_TIMEOUT}",
+            "default_backend = udp_servers",
+            "",
+            "[backend udp_servers]",
+            "mode = udp",
+            "balance = roundrobin",
+            f"server s1 = {HOST}:{u1}",
+            f"server s2 = {HOST}:{u2}",
+            "",
+        ]
     return "\n".join(lines)

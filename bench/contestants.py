@@ -282,7 +282,7 @@ class L4lb(Contestant):
 
     name = "l4lb"
     label = "l4lb"
-    udp_note = "n/a (no UDP yet)"
+    udp = True
 
     def __init__(self, bin_dir: str) -> None:
         self.bin_dir = bin_dir
@@ -337,11 +337,27 @@ class L4lb(Contestant):
         return [os.path.join(self.bin_dir, "l4lb"), "check", config]
 
 
+class L4lbEpoll(L4lb):
+    """
+    l4lb on its own reactor: C{twistd --reactor=l4lb-epoll -n --pidfile= l4lb ...}.
+    """
+
+    name = "l4lb-epoll"
+    label = "l4lb (l4lb-epoll)"
+
+    def argv(self, workdir: str, config: str) -> List[str]:
+        """
+        L{L4lb}'s command line with C{--reactor=l4lb-epoll}.
+        """
+        twistd, *rest = super().argv(workdir, config)
+        return [twistd, "--reactor=l4lb-epoll", *rest]
+
+
 def all_contestants(l4lb_bin: str) -> List[Contestant]:
     """
     Every contestant, in table order.
     """
-    return [Direct(), HAProxy(), Nginx(), L4lb(l4lb_bin)]
+    return [Direct(), HAProxy(), Nginx(), L4lb(l4lb_bin), L4lbEpoll(l4lb_bin)]
 
 
 def nginx_argv(workdir: str, config: str, name: str) -> List[str]:

@@ -129,21 +129,25 @@ class LogSink:
     def reopen(self) -> None:
         """
         Open (or re-open, after log rotation) the destination.
+
+        The new destination is opened before the old one is closed: when it
+        cannot be opened the sink keeps writing where it wrote before.
+
+        @raise OSError: The destination cannot be opened.
         """
-        self.close()
         kind = self.target.kind
+        stream: Optional[IO[str]] = None
         if kind == "file":
             assert self.target.path is not None
-            self._stream = open(self.target.path, "a", buffering=1, encoding="utf-8")
-            self._owned = True
+            stream = open(self.target.path, "a", buffering=1, encoding="utf-8")
         elif kind in ("stdout", "stderr"):
             # twistd replaces sys.stdout with a logging file; connection logs
             # go to the real descriptor, raw, one line each.
             fd = 1 if kind == "stdout" else 2
-            self._stream = os.fdopen(os.dup(fd), "w", buffering=1, encoding="utf-8")
-            self._owned = True
-        else:
-            self._stream = None
+            stream = os.fdopen(os.dup(fd), "w", buffering=1, encoding="utf-8")
+        self.close()
+        self._stream = stream
+        self._owned = stream is not None
 
     def write(self, line: str) -> None:
         """

@@ -134,6 +134,10 @@ def apply_config(service: Any, new: Config) -> ReloadResult:
     service.config = new
     _apply_frontends(service, old, new, replaced, result)
     _retire_later(service, new.global_settings.hard_stop_after)
+    workers = getattr(service, "workers", None)
+    if workers is not None:
+        # nbproc: workers run the configuration they read at start.
+        workers.reload()
     for error in result.errors:
         _log.error("Reload: {error}", error=error)
     _log.info("{summary}", summary=result.summary())
@@ -395,6 +399,9 @@ def _start_later(_: Any, service: Any, spec: Any) -> None:
         _log.error("Reload: {error}", error=str(e))
         return
     _open(service, spec.name)
+    workers = getattr(service, "workers", None)
+    if workers is not None:
+        workers.reload()
 
 
 def _open(service: Any, name: str) -> None:
@@ -406,7 +413,8 @@ def _open(service: Any, name: str) -> None:
         return
     state = service.frontends.get(name)
     if state is not None:
-        state.gate.open()
+        if getattr(service, "workers", None) is None:
+            state.gate.open()
     elif name in service.udp_frontends:
         for port in service.ports.get(name, []):
             port.startReading()

@@ -79,6 +79,9 @@ class BalancerService(MultiService):
         connections (L{l4lb.reload}).
     @ivar config_path: The file a reload reads (by default the
         configuration's C{source}).
+    @ivar workers: With C{nbproc} above 1, the L{l4lb.workers.WorkerPool}
+        whose processes accept the TCP connections (this process binds the
+        sockets but never accepts on them); else C{None}.
     """
 
     def __init__(self, config: Config, reactor: Any, sink: Optional[Any] = None) -> None:
@@ -114,6 +117,14 @@ class BalancerService(MultiService):
             spread_checks=config.global_settings.spread_checks,
         )
         self.monitor.setServiceParent(self)
+        self.workers: Any = None
+        if config.global_settings.nbproc > 1:
+            from l4lb.workers.pool import WorkerPool
+
+            # The workers accept the TCP connections; this process binds,
+            # checks and reports (l4lb.workers).
+            self.workers = WorkerPool(self, config.global_settings.nbproc, reactor)
+            self.workers.setServiceParent(self)
 
     def privilegedStartService(self) -> None:
         """
@@ -333,7 +344,8 @@ class BalancerService(MultiService):
 
     def _open(self) -> None:
         for name, state in self.frontends.items():
-            state.gate.open()
+            if self.workers is None:
+                state.gate.open()
             _log.info("Proxy {name} started.", name=name)
         for name in self.udp_frontends:
             for port in self.ports.get(name, []):
@@ -419,8 +431,19 @@ class BalancerService(MultiService):
         """
         Re-open the connection log's file (after log rotation; SIGUSR1).
         """
-        if self.sink is not None:
+        if self.workers is not None:
+            self.workers.reopen_logs()
+        if self.sink is None:
+            return
+        try:
             self.sink.reopen()
+        except OSError as e:
+            _log.error(
+                "Cannot reopen the log: {error}; still writing to the file"
+                " opened before.",
+                error=e,
+            )
+        else:
             _log.info("Log files reopened.")
 
     def _close_ports(self) -> "Deferred[Any]":

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import resource
-import os
 import sys
 from typing import Any, Optional, Tuple
 
@@ -21,6 +20,7 @@ from twisted.python import usage
 
 from l4lb.config import ConfigError, load_config_with_warnings
 from l4lb.fdlimit import raise_nofile_limit, shortage_warning
+from l4lb.gcfreeze import freeze_when_running
 from l4lb.service import BalancerService, BindError
 
 _log = Logger(namespace="l4lb")
@@ -127,6 +127,7 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> IService:
     service.config_path = os.path.abspath(path)
     reactor.callWhenRunning(_reopen_on_sigusr1, reactor, service)
     reactor.callWhenRunning(_reload_on_sighup, reactor, service)
+    freeze_when_running(reactor)
     return service
 
 

@@ -59,10 +59,14 @@ def test_l4lb_config_is_valid_and_equivalent() -> None:
     config = parse_config(configs.l4lb_config(FRONTENDS, BACKENDS, 1234))
     assert config.global_settings.maxconn == 1234
     assert config.global_settings.log.kind == "none"
-    assert [b.name for b in config.backends] == ["http_servers", "sink_servers"]
+    assert [b.name for b in config.backends] == ["http_servers", "sink_servers", "udp_servers"]
     for backend in config.backends:
         assert backend.balance == "roundrobin"
         assert len(backend.servers) == 2
+    udp = config.backends[2]
+    assert udp.mode == "udp" and [s.port for s in udp.servers] == [4005, 4006]
+    no_udp = configs.Frontends(http=5001, sink=5002)
+    assert len(parse_config(configs.l4lb_config(no_udp, BACKENDS, 1234)).backends) == 2
 
 
 def test_haproxy_config_is_one_thread_tcp_round_robin() -> None:

@@ -87,6 +87,20 @@ def test_file_sink_appends_and_reopens(tmp_path: Path) -> None:
     assert path.read_text() == "three\n"
 
 
+def test_failed_reopen_keeps_the_open_file(tmp_path: Path) -> None:
+    """When the new file cannot be opened, reopen() raises and the sink goes on writing to the file it had."""
+    path = tmp_path / "l4lb.log"
+    sink = LogSink(LogTarget(kind="file", path=str(path)))
+    sink.write("one")
+    path.rename(tmp_path / "l4lb.log.1")
+    path.mkdir()
+    with pytest.raises(IsADirectoryError):
+        sink.reopen()
+    sink.write("two")
+    sink.close()
+    assert (tmp_path / "l4lb.log.1").read_text() == "one\ntwo\n"
+
+
 def test_none_sink_writes_nothing(tmp_path: Path) -> None:
     """`log = none` writes nothing and does not fail."""
     sink = LogSink(LogTarget(kind="none"))

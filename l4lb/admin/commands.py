@@ -135,8 +135,8 @@ class AdminCommands:
             ("Uptime", f"{days}d {rest // 3600}h{rest % 3600 // 60:02d}m{rest % 60:02d}s"),
             ("Uptime_sec", str(uptime)),
             ("Maxconn", str(limiter.maxconn)),
-            ("CurrConns", str(limiter.current)),
-            ("CumConns", str(total)),
+            ("CurrConns", str(limiter.current + _workers(self.service, "current"))),
+            ("CumConns", str(total + _workers(self.service, "total"))),
             ("Frontends", str(len(self.service.frontends) + len(self.service.udp_frontends))),
             ("Backends", str(len(self.service.backends))),
             ("DroppedLogs", str(getattr(getattr(self.service, "sink", None), "dropped", 0))),
@@ -242,6 +242,9 @@ class AdminCommands:
         for session in list(server.sessions):
             phase = "C" if session.state == "connecting" else "D"
             session.kill("K" + phase)
+        workers = getattr(self.service, "workers", None)
+        if workers is not None:
+            workers.shutdown_sessions(server.backend.name, server.name)
         return ""
 
     def _set_maxconn(self, args: List[str]) -> str:
@@ -254,6 +257,9 @@ class AdminCommands:
             raise CommandError(f"'{args[1]}' is not a connection count; expected an integer >= 0.")
         frontend.gate.maxconn = int(args[1])
         frontend.gate.update()
+        workers = getattr(self.service, "workers", None)
+        if workers is not None:
+            workers.set_frontend_maxconn(frontend.name, int(args[1]))
         return ""
 
     def _reload(self, args: List[str]) -> str:
@@ -267,17 +273,39 @@ class AdminCommands:
     def _clear_counters(self, args: List[str]) -> str:
         if args and args != ["all"]:
             raise CommandError("Usage: clear counters [all].")
-        for frontend in self.service.frontends.values():
-            frontend.total = frontend.bytes_in = frontend.bytes_out = 0
-            frontend.denied = 0
-        for backend in self.service.backends.values():
-            backend.total = 0
-            backend.queue.max = 0
-            for server in backend.servers:
-                server.total = server.failed_connects = 0
-                server.bytes_in = server.bytes_out = 0
-                server.failed_checks = server.down_transitions = server.failed_hana = 0
+        clear_counters(self.service)
+        workers = getattr(self.service, "workers", None)
+        if workers is not None:
+            workers.clear_counters()
         return ""
+
+
+def clear_counters(service: Any) -> None:
+    """
+    Reset the cumulative counters of C{service}'s frontends, backends and
+    servers (C{clear counters}).
+    """
+    for frontend in service.frontends.values():
+        frontend.total = frontend.bytes_in = frontend.bytes_out = 0
+        frontend.denied = 0
+    for backend in service.backends.values():
+        backend.total = 0
+        backend.queue.max = 0
+        for server in backend.servers:
+            server.total = server.failed_connects = 0
+            server.bytes_in = server.bytes_out = 0
+            server.failed_checks = server.down_transitions = server.failed_hana = 0
+
+
+def _workers(service: Any, what: str) -> int:
+    """
+    The workers' C{"current"} or C{"total"} connections (C{nbproc}), or
+    0 when the process has no workers.
+    """
+    workers = getattr(service, "workers", None)
+    if workers is None:
+        return 0
+    return int(workers.reading().get(what, 0))
 
 
 _WEIGHT = re.compile(r"^(\d+)(%?)$")

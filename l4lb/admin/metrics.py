@@ -139,10 +139,21 @@ def registry_for(service: Any, clock: Any) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(
         StatsCollector(  # type: ignore[arg-type]
-            lambda: stat_rows(service, clock.seconds()), lambda: int(service.limiter.current)
+            lambda: stat_rows(service, clock.seconds()), lambda: _current(service)
         )
     )
     return registry
+
+
+def _current(service: Any) -> int:
+    """
+    The connections open in the process, and in its workers (C{nbproc}).
+    """
+    current = int(service.limiter.current)
+    workers = getattr(service, "workers", None)
+    if workers is not None:
+        current += int(workers.reading().get("current", 0))
+    return current
 
 
 __all__: List[str] = ["StatsCollector", "registry_for", "SERVER_STATES"]

@@ -242,4 +242,8 @@ def stat_rows(service: Any, now: float, pid: Optional[int] = None) -> List[Row]:
             for sid, server in enumerate(backend.servers, start=1):
                 rows.append(server_row(backend, server, iid, sid, pid, now))
             rows.append(backend_row(backend, iid, pid, now))
+    workers = getattr(service, "workers", None)
+    if workers is not None:
+        # nbproc: the worker processes' counters (l4lb.workers.counters).
+        workers.merge(rows)
     return rows

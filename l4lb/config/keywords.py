@@ -46,6 +46,9 @@ SECTION_KINDS: Dict[str, bool] = {
     LISTEN: True,
 }
 
+#: The most worker processes C{nbproc} may ask for.
+MAX_NBPROC = 64
+
 #: Timeouts that only a frontend uses.
 FRONTEND_TIMEOUTS = ("timeout client", "timeout client-fin")
 #: Timeouts that only a backend uses.
@@ -92,7 +95,7 @@ _BACKEND_KEYS = (
 #: The keys allowed in each kind of section.
 KEYS: Dict[str, FrozenSet[str]] = {
     GLOBAL: frozenset(
-        {"log", "maxconn", "spread-checks", "tune.relay"} | set(OPS_GLOBAL_KEYS)
+        {"log", "maxconn", "nbproc", "spread-checks", "tune.relay"} | set(OPS_GLOBAL_KEYS)
     ),
     DEFAULTS: frozenset(
         {
@@ -360,6 +363,7 @@ def parse_hash_balance_factor(text: str) -> int:
 SIMPLE_VALUES: Dict[str, Callable[[str], object]] = {
     "maxconn": lambda text: parse_int(text, 1),
     "backlog": lambda text: parse_int(text, 1, 2**31 - 1),
+    "nbproc": lambda text: parse_int(text, 1, MAX_NBPROC),
     "spread-checks": lambda text: parse_int(text, 0, 50),
     "tune.relay": lambda text: parse_choice(text, ("lean", "classic")),
     "mode": parse_mode,

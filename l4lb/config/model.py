@@ -477,6 +477,9 @@ class GlobalSettings:
     @ivar relay: How established TCP connections are relayed
         (C{tune.relay}): C{"lean"} (sockets served directly, where the
         platform allows) or C{"classic"} (through Twisted's transports).
+    @ivar nbproc: How many worker processes accept and relay the TCP
+        connections (C{nbproc}); 1 means the main process does it all
+        (L{l4lb.workers}).
     """
 
     maxconn: int = 0
@@ -487,6 +490,7 @@ class GlobalSettings:
     stats_auth: Optional[Tuple[str, str]] = None
     hard_stop_after: float = 30.0
     relay: str = "lean"
+    nbproc: int = 1
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)

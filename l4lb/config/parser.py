@@ -80,6 +80,8 @@ class _Reader(SectionReader):
                 self._missing_timeouts(section, defaults)
         self._check_modes(sections, defaults)
         self._check_sni_routes(sections, defaults)
+        if global_settings.nbproc > 1:
+            self._check_shared_binds(sections, frontends)
         return Config(
             global_settings=global_settings,
             frontends=tuple(frontends),
@@ -105,6 +107,7 @@ class _Reader(SectionReader):
             stats_auth=self._get(section, empty, "stats auth", None),
             hard_stop_after=self._get(section, empty, "hard-stop-after", 30.0),
             relay=self._get(section, empty, "tune.relay", "lean"),
+            nbproc=self._get(section, empty, "nbproc", 1),
         )
 
     def _timeouts(self, section: Section, defaults: Section) -> Timeouts:
@@ -342,6 +345,28 @@ class _Reader(SectionReader):
         for message in errors:
             self.error(min(lines, default=section.line), section.header, "udp-check", message)
         return spec
+
+    def _check_shared_binds(self, sections: List[Section], frontends: List[Frontend]) -> None:
+        """
+        With C{nbproc} above 1 the worker processes share the main
+        process's listening sockets; an C{ssl:} endpoint description keeps
+        its TLS settings in the main process's port, so it cannot be
+        shared (C{ssl crt} on the bind can).
+        """
+        headers = {s.name: s.header for s in sections if s.kind in (FRONTEND, LISTEN)}
+        for frontend in frontends:
+            if frontend.mode != "tcp":
+                continue
+            for bind in frontend.binds:
+                if bind.endpoint.lower().startswith("ssl:"):
+                    self.error(
+                        bind.line,
+                        headers.get(frontend.name, f"frontend {frontend.name}"),
+                        "bind",
+                        f"{bind.text or bind.endpoint!r}: an 'ssl:' endpoint description"
+                        " cannot be shared with the worker processes of 'nbproc'; write"
+                        " the address with 'ssl crt PATH' instead, or set 'nbproc = 1'",
+                    )
 
     def _check_modes(self, sections: List[Section], defaults: Section) -> None:
         """

@@ -113,6 +113,7 @@ class BalancerFactory:
         self.started: List[Balancer] = []
         self._configs = 0
         self.relay: Optional[str] = None
+        self.reactor: Optional[str] = None
 
     def write(self, text: str, name: Optional[str] = None) -> Path:
         """
@@ -134,7 +135,8 @@ class BalancerFactory:
         frontend logged that it started.
 
         @param options: C{defaults} and C{global_} for L{render_config}; the
-            factory's C{relay}, when set, becomes C{tune.relay}.
+            factory's C{relay}, when set, becomes C{tune.relay}; its
+            C{reactor}, when set, becomes twistd's C{--reactor}.
         """
         if self.relay is not None:
             given: Any = options.get("global_") or {}
@@ -146,7 +148,7 @@ class BalancerFactory:
         """
         Start l4lb with an existing config file and wait until it is ready.
         """
-        lb = Balancer.l4lb(str(config), str(self.rundir), frontends)
+        lb = Balancer.l4lb(str(config), str(self.rundir), frontends, reactor=self.reactor)
         self.started.append(lb)
         lb.start()
         lb.wait_ready()

@@ -344,14 +344,22 @@ class Balancer:
 
     @classmethod
     def l4lb(
-        cls, config: str, cwd: str, frontends: Iterable[str], extra: Sequence[str] = ()
+        cls,
+        config: str,
+        cwd: str,
+        frontends: Iterable[str],
+        extra: Sequence[str] = (),
+        reactor: Optional[str] = None,
     ) -> "Balancer":
         """
         A balancer started the documented way:
         C{twistd -n --pidfile= l4lb --config FILE}, ready once it logged
         C{Proxy NAME started.} for every frontend.
+
+        @param reactor: twistd's C{--reactor} (C{None}: twistd's default).
         """
-        argv = [twistd_path(), "-n", "--pidfile=", "l4lb", "--config", config, *extra]
+        chosen = [f"--reactor={reactor}"] if reactor else []
+        argv = [twistd_path(), "-n", "--pidfile=", *chosen, "l4lb", "--config", config, *extra]
         ready = [rf"\bProxy {re.escape(name)} started\." for name in frontends]
         return cls(argv, cwd, ready)
 

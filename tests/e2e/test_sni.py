@@ -178,6 +178,11 @@ def plain_exchange(port: int) -> str:
     with connect(port) as sock:
         sock.sendall(b"hello, no TLS here\n")
         name, _ = read_line(sock)
+        # End cleanly: half-close and read the echo to the end, so that the
+        # close is never a reset of unread data (which would log CD).
+        sock.shutdown(socket.SHUT_WR)
+        while sock.recv(4096):
+            pass
         return name.decode()
 
 
