@@ -353,11 +353,34 @@ class L4lbEpoll(L4lb):
         return [twistd, "--reactor=l4lb-epoll", *rest]
 
 
-def all_contestants(l4lb_bin: str) -> List[Contestant]:
+class L4lbPyPy(L4lb):
+    """
+    l4lb as L{L4lb} runs it, but with the C{twistd} of a PyPy virtualenv
+    (C{pypy3 -m venv DIR}; C{DIR/bin/pip install .}).
+    """
+
+    name = "l4lb-pypy"
+    label = "l4lb (PyPy)"
+
+    def missing(self) -> Optional[str]:
+        """
+        As L{L4lb.missing}, and the interpreter in C{bin_dir} must be PyPy.
+        """
+        why = super().missing()
+        if why is None and "PyPy" not in self.version():
+            return f"{self.bin_dir}/python is not PyPy"
+        return why
+
+
+#: Where bench/README.md installs l4lb for PyPy.
+DEFAULT_PYPY_BIN = "/tmp/bench-pypy-venv/bin"
+
+
+def all_contestants(l4lb_bin: str, pypy_bin: str = DEFAULT_PYPY_BIN) -> List[Contestant]:
     """
     Every contestant, in table order.
     """
-    return [Direct(), HAProxy(), Nginx(), L4lb(l4lb_bin), L4lbEpoll(l4lb_bin)]
+    return [Direct(), HAProxy(), Nginx(), L4lb(l4lb_bin), L4lbEpoll(l4lb_bin), L4lbPyPy(pypy_bin)]
 
 
 def nginx_argv(workdir: str, config: str, name: str) -> List[str]:

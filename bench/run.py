@@ -32,6 +32,7 @@ from bench.configs import Backends, Frontends  # noqa: E402
 from bench.contestants import (  # noqa: E402
     INSTALL_HINT,
     BackendSet,
+    DEFAULT_PYPY_BIN,
     Contestant,
     Running,
     all_contestants,
@@ -65,9 +66,14 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         default=10000,
         help="idle connections for the memory measure (default 10000, lowered to fit the open-file limit)",
     )
-    p.add_argument("--only", default="", help="comma-separated contestants: direct,haproxy,nginx,l4lb")
+    p.add_argument("--only", default="", help="comma-separated contestants: direct,haproxy,nginx,l4lb,l4lb-epoll,l4lb-pypy")
     p.add_argument("--tests", default=",".join(TESTS), help=f"comma-separated loads (default {','.join(TESTS)})")
     p.add_argument("--l4lb-bin", default=default_l4lb_bin(), help="directory of the twistd running l4lb (default: this interpreter's)")
+    p.add_argument(
+        "--l4lb-pypy-bin",
+        default=DEFAULT_PYPY_BIN,
+        help=f"directory of the PyPy twistd running l4lb-pypy (default {DEFAULT_PYPY_BIN})",
+    )
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"), help="output directory")
     p.add_argument("--name", default="latest", help="base name of the output files (default latest)")
     p.add_argument("--keep", action="store_true", help="keep the working directory (configs, logs)")
@@ -107,7 +113,7 @@ class Bench:
         self.loadavg: List[float] = []
         self.contestants: List[Contestant] = []
         only = set(filter(None, args.only.split(",")))
-        for c in all_contestants(args.l4lb_bin):
+        for c in all_contestants(args.l4lb_bin, args.l4lb_pypy_bin):
             if only and c.name not in only:
                 continue
             why = c.missing()

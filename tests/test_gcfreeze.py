@@ -51,8 +51,12 @@ def test_collects_before_freezing(logged: List[LogEvent]) -> None:
 def test_really_freezes() -> None:
     """
     With the real C{gc} functions, the objects alive are frozen afterwards
-    (the test process is unfrozen again after).
+    (the test process is unfrozen again after); on PyPy, whose C{gc} cannot
+    freeze, it still collects and reports nothing frozen.
     """
+    if not hasattr(gc, "freeze"):
+        assert freeze_heap() == 0
+        return
     before = gc.get_freeze_count()
     try:
         count = freeze_heap()

@@ -8,6 +8,7 @@ a L{Clock}), and the aggregation of the workers' counters.
 from __future__ import annotations
 
 import json
+import platform
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
@@ -20,7 +21,7 @@ from twisted.test.iosim import connectedServerAndClient
 
 from l4lb.admin.commands import AdminCommands
 from l4lb.admin.stats import stat_rows
-from l4lb.config import ConfigError, parse_config
+from l4lb.config import ConfigError, parse_config, parser
 from l4lb.service import BalancerService
 from l4lb.workers import REACTOR_NAME, child, commands, counters, pool
 
@@ -178,6 +179,32 @@ def answer(pump: Any, d: Any) -> Any:
 
 
 # -- the keyword ------------------------------------------------------------
+
+
+@pytest.fixture(autouse=True)
+def workers_supported(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    These tests are of the pool and the workers' logic, with fake processes:
+    they run on every interpreter, including one where l4lb refuses
+    C{nbproc} (see L{test_nbproc_is_refused_where_workers_do_not_relay}).
+    """
+    monkeypatch.setattr(parser, "NBPROC_SUPPORTED", True)
+
+
+def test_nbproc_is_refused_where_workers_do_not_relay(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On PyPy nbproc above 1 is an error at its line (its workers do not relay yet); on CPython it is accepted; nbproc = 1 is accepted everywhere."""
+    monkeypatch.setattr(parser, "NBPROC_SUPPORTED", platform.python_implementation() != "PyPy")
+    if platform.python_implementation() == "PyPy":
+        with pytest.raises(ConfigError) as caught:
+            parse_config(CONFIG, "lb.ini")
+        (problem,) = [str(p) for p in caught.value.problems]
+        assert problem.startswith("lb.ini:2: [global] key 'nbproc': worker processes are not supported on PyPy")
+    else:
+        assert parse_config(CONFIG, "lb.ini").global_settings.nbproc == 2
+    monkeypatch.setattr(parser, "NBPROC_SUPPORTED", False)
+    assert parse_config(CONFIG.replace("nbproc = 2", "nbproc = 1")).global_settings.nbproc == 1
+    with pytest.raises(ConfigError):
+        parse_config(CONFIG)
 
 
 def test_nbproc_defaults_to_one_and_no_workers() -> None:

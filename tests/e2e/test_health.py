@@ -9,6 +9,7 @@ words.
 from __future__ import annotations
 
 import re
+import socket
 import time
 from typing import List, Optional
 
@@ -19,7 +20,6 @@ from .harness import (
     BackendSection,
     FrontendSection,
     ServerLine,
-    connect,
     echo_once,
     free_port,
     wait_until,
@@ -174,9 +174,14 @@ def test_no_server_left_closes_connections_at_once(
     wait_line(lb, down_line("s1", "Layer4 connection problem", '"Connection refused"', 0))
     wait_line(lb, r"\[l4lb#critical\] backend be has no server available!")
     before = len(lb.log_records())
-    sock = connect(fe.port)
+    # Bound first, so that its port is known even when the close arrives
+    # while connect() is still checking the outcome (it then raises).
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    sock.bind(("127.0.0.1", 0))
     local_port = sock.getsockname()[1]
     try:
+        sock.connect(("127.0.0.1", fe.port))
         data = sock.recv(1024)
     except ConnectionResetError:
         data = b""
