@@ -48,9 +48,9 @@ def build(count: int, settings: Dict[str, object]) -> BackendState:
     specs = tuple(
         ServerSpec(
             f"srv{i}",
-            f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",
+            f"127.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",
             80,
-            address=f"10.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",
+            address=f"127.{i >> 16 & 255}.{i >> 8 & 255}.{i & 255}",
             weight=1 + i % 4,
         )
         for i in range(count)

@@ -49,7 +49,7 @@ def spec(
     Return a server spec named C{name} on an address derived from its name.
     """
     if address is None:
-        address = f"10.{len(name)}.{sum(map(ord, name)) % 250}.{ord(name[-1]) % 250}"
+        address = f"127.{len(name)}.{sum(map(ord, name)) % 250}.{ord(name[-1]) % 250}"
     return ServerSpec(
         name,
         address,

@@ -69,11 +69,11 @@ class ScriptedCheck:
 
 def spec(name: str = "s1", index: int = 1, **options: Any) -> ServerSpec:
     """
-    A checked server on 10.0.0.N:80 (never connected to).
+    A checked server on 127.0.10.N:80 (never connected to).
     """
     options.setdefault("check", True)
     return ServerSpec(
-        name=name, host=f"10.0.0.{index}", port=80, address=f"10.0.0.{index}", **options
+        name=name, host=f"127.0.10.{index}", port=80, address=f"127.0.10.{index}", **options
     )
 
 

@@ -42,11 +42,11 @@ class HalfCloseTransport(StringTransport):
 
 def servers(*specs: Tuple[str, int]) -> Tuple[ServerSpec, ...]:
     """
-    Make server specs C{(name, weight)} on 10.0.0.N:80 (never connected to:
+    Make server specs C{(name, weight)} on 127.0.10.N:80 (never connected to:
     the reactor is in memory).
     """
     return tuple(
-        ServerSpec(name=name, host=f"10.0.0.{i}", port=80, address=f"10.0.0.{i}", weight=w)
+        ServerSpec(name=name, host=f"127.0.10.{i}", port=80, address=f"127.0.10.{i}", weight=w)
         for i, (name, w) in enumerate(specs, 1)
     )
 

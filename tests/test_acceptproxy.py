@@ -100,7 +100,7 @@ def test_header_split_at_every_offset_sets_the_client(header: bytes) -> None:
         leg.dataReceived(header[:cut])
         assert relay.attempts() == []
         leg.dataReceived(header[cut:] + b"hello")
-        assert relay.attempts() == [("10.0.0.1", 80)], cut
+        assert relay.attempts() == [("127.0.10.1", 80)], cut
         _, server = relay.complete()
         assert server.value() == b"hello"
         session = leg.session
@@ -146,7 +146,7 @@ def test_untrusted_peer_is_not_read() -> None:
     """
     relay = Relay()
     leg, _ = _accept(relay, "10.2.0.1")
-    assert relay.attempts() == [("10.0.0.1", 80)]
+    assert relay.attempts() == [("127.0.10.1", 80)]
     _, server = relay.complete()
     leg.dataReceived(V1)
     assert server.value() == V1
@@ -169,7 +169,7 @@ def test_malformed_header_closes_with_a_reason(events: List[Dict[str, Any]]) -> 
     # The next connection is served as usual.
     leg, client = _accept(relay)
     leg.dataReceived(V2)
-    assert relay.attempts() == [("10.0.0.1", 80)]
+    assert relay.attempts() == [("127.0.10.1", 80)]
 
 
 def test_incomplete_header_times_out() -> None:

@@ -73,7 +73,7 @@ def test_drained_server_gets_no_new_connection() -> None:
     commands.run("set server be/s1 state drain")
     for _ in range(4):
         relay.accept()
-    assert {host for host, _ in relay.attempts()} == {"10.0.0.2"}
+    assert {host for host, _ in relay.attempts()} == {"127.0.10.2"}
 
 
 @pytest.mark.parametrize(
@@ -192,7 +192,7 @@ def test_show_stat_columns_and_rows() -> None:
     byname = {r["svname"]: r for r in rows}
     assert byname["s1"]["scur"] == "1" and byname["s1"]["stot"] == "1"
     assert byname["FRONTEND"]["stot"] == "1"
-    assert byname["s1"]["addr"] == "10.0.0.1:80"
+    assert byname["s1"]["addr"] == "127.0.10.1:80"
 
 
 def test_clear_counters() -> None:
@@ -219,7 +219,7 @@ def test_show_info_and_servers_state() -> None:
     commands.run("set server be/s2 state drain")
     lines = commands.run("show servers state be").splitlines()
     assert lines[0] == "1"
-    assert lines[3].split()[3:7] == ["s2", "10.0.0.2", "2", "8"]
+    assert lines[3].split()[3:7] == ["s2", "127.0.10.2", "2", "8"]
 
 
 def test_help_lists_every_command() -> None:

@@ -43,7 +43,7 @@ def make(grace: float = 10.0) -> "tuple[BalancerService, MemoryReactorClock, Any
         global_settings=GlobalSettings(hard_stop_after=grace),
         frontends=(Frontend(name="fe", binds=(), default_backend="be"),),
         backends=(
-            Backend(name="be", servers=(ServerSpec("s1", "10.0.0.1", 80, address="10.0.0.1"),)),
+            Backend(name="be", servers=(ServerSpec("s1", "127.0.10.1", 80, address="127.0.10.1"),)),
         ),
     )
     reactor = MemoryReactorClock()

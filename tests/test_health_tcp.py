@@ -96,7 +96,7 @@ class Lab:
     def __init__(self, check_factory: Any = TcpCheck, **options: Any) -> None:
         self.reactor = MemoryReactorClock()
         options.setdefault("inter", 2.0)
-        self.check = check_factory(self.reactor, lambda: "10.0.0.1", 80, **options)
+        self.check = check_factory(self.reactor, lambda: "127.0.10.1", 80, **options)
         self.results: List[CheckResult] = []
         self.pump: Optional[IOPump] = None
 
@@ -140,14 +140,14 @@ def test_checks_provide_the_interface() -> None:
     """TcpCheck and AgentCheck provide IHealthCheck."""
     lab = Lab()
     verifyObject(IHealthCheck, lab.check)
-    verifyObject(IHealthCheck, AgentCheck(lab.reactor, lambda: "10.0.0.1", 9, 2.0))
+    verifyObject(IHealthCheck, AgentCheck(lab.reactor, lambda: "127.0.10.1", 9, 2.0))
 
 
 def test_plain_connect_passes_with_L4OK() -> None:
     """A plain check passes (L4OK) once the server accepts, with its duration, and closes the connection."""
     lab = Lab()
     lab.run()
-    assert lab.attempt()[:2] == ("10.0.0.1", 80)
+    assert lab.attempt()[:2] == ("127.0.10.1", 80)
     lab.reactor.advance(0.003)
     server = Protocol()
     lab.accept(server)
@@ -310,7 +310,7 @@ def test_second_connect_opens_a_new_connection() -> None:
     lab = Lab(rules=rules("connect", "expect string A", "connect port 8080", "expect string B"))
     lab.run()
     lab.accept(Banner(b"A", close=False))
-    assert lab.attempt()[:2] == ("10.0.0.1", 8080)
+    assert lab.attempt()[:2] == ("127.0.10.1", 8080)
     lab.accept(Banner(b"B"))
     assert lab.result().status == "L7OK"
 

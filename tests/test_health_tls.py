@@ -29,8 +29,8 @@ def pki(tmp_path_factory: Any) -> Pki:
 
 
 def tls_check(reactor: MemoryReactorClock, pki: Pki, inter: float = 2.0) -> TcpCheck:
-    spec = ServerSpec("s1", "10.0.0.1", 443, "10.0.0.1", ca_file=pki.ca, sni="db.internal", check_ssl=True)
-    return TcpCheck(reactor, lambda: "10.0.0.1", 443, inter, tls=client_creator(spec))
+    spec = ServerSpec("s1", "127.0.10.1", 443, "127.0.10.1", ca_file=pki.ca, sni="db.internal", check_ssl=True)
+    return TcpCheck(reactor, lambda: "127.0.10.1", 443, inter, tls=client_creator(spec))
 
 
 def run(reactor: MemoryReactorClock, check: TcpCheck) -> List[CheckResult]:
@@ -113,8 +113,8 @@ def test_builder_gives_check_ssl_servers_a_tls_check(pki: Pki) -> None:
     from l4lb.pool import BackendState
 
     specs = (
-        ServerSpec("s1", "10.0.0.1", 443, "10.0.0.1", check=True, check_ssl=True, ca_file=pki.ca),
-        ServerSpec("s2", "10.0.0.2", 443, "10.0.0.2", check=True),
+        ServerSpec("s1", "127.0.10.1", 443, "127.0.10.1", check=True, check_ssl=True, ca_file=pki.ca),
+        ServerSpec("s2", "127.0.10.2", 443, "127.0.10.2", check=True),
     )
     backend = BackendState(Backend("be", specs), find_factory("roundrobin"))
     s1, s2 = backend.servers

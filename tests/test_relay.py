@@ -24,7 +24,7 @@ def test_client_paused_until_server_connects() -> None:
     relay = Relay()
     client, ct = relay.accept()
     assert ct.producerState == "paused"
-    assert relay.attempts() == [("10.0.0.1", 80)]
+    assert relay.attempts() == [("127.0.10.1", 80)]
     relay.complete()
     assert ct.producerState == "producing"
 
@@ -125,7 +125,7 @@ def test_round_robin_over_connections() -> None:
     relay = Relay()
     for _ in range(4):
         relay.accept()
-    assert [a[0] for a in relay.attempts()] == ["10.0.0.1", "10.0.0.2"] * 2
+    assert [a[0] for a in relay.attempts()] == ["127.0.10.1", "127.0.10.2"] * 2
 
 
 def test_refused_then_redispatched_on_last_retry() -> None:
@@ -136,9 +136,9 @@ def test_refused_then_redispatched_on_last_retry() -> None:
     relay.fail(error.ConnectionRefusedError())
     assert len(relay.attempts()) == 1
     relay.reactor.advance(1.0)
-    assert relay.attempts()[-1] == ("10.0.0.1", 80)
+    assert relay.attempts()[-1] == ("127.0.10.1", 80)
     relay.fail(error.ConnectionRefusedError())
-    assert relay.attempts()[-1] == ("10.0.0.2", 80)
+    assert relay.attempts()[-1] == ("127.0.10.2", 80)
     server, st = relay.complete()
     client.dataReceived(b"ok")
     assert st.value() == b"ok"
@@ -180,7 +180,7 @@ def test_connect_timeout_per_attempt() -> None:
     client, ct = relay.accept()
     relay.reactor.advance(2.0)
     assert relay.reactor.connectors[0].stoppedConnecting
-    assert relay.attempts()[-1] == ("10.0.0.2", 80)
+    assert relay.attempts()[-1] == ("127.0.10.2", 80)
     relay.reactor.advance(2.0)
     assert ct.aborted
     client.connectionLost(DONE)

@@ -88,7 +88,7 @@ def test_stage_reads_then_server_gets_the_rest_first() -> None:
     leg.dataReceived(b"db.example")
     assert relay.attempts() == []
     leg.dataReceived(b"\nhello ")
-    assert relay.attempts() == [("10.0.0.1", 80)]
+    assert relay.attempts() == [("127.0.10.1", 80)]
     assert client.producerState == "paused"
     _, server = relay.complete()
     leg.dataReceived(b"world")

@@ -130,7 +130,7 @@ def test_unknown_name_and_no_name_go_to_the_default_backend() -> None:
         relay, db = sni_relay()
         leg, _ = relay.accept()
         leg.dataReceived(hello)
-        assert relay.attempts()[0][0] in ("10.0.0.1", "10.0.0.2")
+        assert relay.attempts()[0][0] in ("127.0.10.1", "127.0.10.2")
         assert db.total == 0
         server_leg, server = relay.complete()
         assert server.value() == hello
@@ -164,7 +164,7 @@ def test_silent_client_goes_to_the_default_backend_after_inspect_delay() -> None
     relay.reactor.advance(4.9)
     assert relay.attempts() == []
     relay.reactor.advance(0.2)
-    assert relay.attempts()[0][0] in ("10.0.0.1", "10.0.0.2")
+    assert relay.attempts()[0][0] in ("127.0.10.1", "127.0.10.2")
 
 
 def test_reject_closes_plain_text_malformed_and_slow_clients() -> None:

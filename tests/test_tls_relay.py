@@ -47,9 +47,9 @@ def tls_relay(pki: Pki, **kwargs: Any) -> Relay:
     specs = tuple(
         ServerSpec(
             name=name,
-            host=f"10.0.0.{i}",
+            host=f"127.0.10.{i}",
             port=443,
-            address=f"10.0.0.{i}",
+            address=f"127.0.10.{i}",
             ssl=True,
             ca_file=pki.ca,
             sni="db.internal",
@@ -129,7 +129,7 @@ def test_wrong_name_is_a_failed_connect_and_redispatched(pki: Pki) -> None:
     s1, s2 = relay.backend.servers
     assert s1.failed_connects == 1
     assert len(relay.reactor.tcpClients) == 2
-    assert relay.reactor.tcpClients[-1][0] == "10.0.0.2"
+    assert relay.reactor.tcpClients[-1][0] == "127.0.10.2"
     pump, server, leg = answer(relay, pki.server)
     settle(pump, relay)
     client.dataReceived(b"served")
@@ -166,7 +166,7 @@ def test_connect_timeout_covers_the_handshake(pki: Pki) -> None:
     relay.reactor.advance(2.0)
     assert relay.backend.servers[0].failed_connects == 1
     assert leg_transport.disconnecting
-    assert relay.reactor.tcpClients[-1][0] == "10.0.0.2"
+    assert relay.reactor.tcpClients[-1][0] == "127.0.10.2"
 
 
 def test_client_leaving_during_handshake_aborts_it(pki: Pki) -> None:

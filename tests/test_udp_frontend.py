@@ -152,8 +152,8 @@ def test_per_packet_balancing() -> None:
     rig.send(b"a", A)
     rig.send(b"b", A)
     rig.send(b"c", A)
-    s1 = [p for p in rig.reactor.ports if p.connected_to == ("10.0.0.1", 53)]
-    s2 = [p for p in rig.reactor.ports if p.connected_to == ("10.0.0.2", 53)]
+    s1 = [p for p in rig.reactor.ports if p.connected_to == ("127.0.10.1", 53)]
+    s2 = [p for p in rig.reactor.ports if p.connected_to == ("127.0.10.2", 53)]
     assert [p.written for p in s1] == [[(b"a", None)], [(b"c", None)]]
     assert [p.written for p in s2] == [[(b"b", None)]]
     s1[0].reply(b"ra")

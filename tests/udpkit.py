@@ -152,9 +152,9 @@ class FakeUdpReactor(Clock):
         raise LookupError(f"no open port connected to {host}:{port}")
 
 
-def udp_servers(*names: str, host: str = "10.0.0.{}", port: int = 53) -> Tuple[ServerSpec, ...]:
+def udp_servers(*names: str, host: str = "127.0.10.{}", port: int = 53) -> Tuple[ServerSpec, ...]:
     """
-    Server specs C{name} on 10.0.0.N:53 (never reached: the reactor is in
+    Server specs C{name} on 127.0.10.N:53 (never reached: the reactor is in
     memory).
     """
     return tuple(
