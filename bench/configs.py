@@ -171,15 +171,18 @@ def nginx_backend_config(ports: Sequence[int], docroot: str, maxconn: int, workd
     return "\n".join(lines) + "\n"
 
 
-def l4lb_config(frontends: Frontends, backends: Backends, maxconn: int) -> str:
+def l4lb_config(frontends: Frontends, backends: Backends, maxconn: int, relay: str = "lean") -> str:
     """
     l4lb's lb.ini.  C{log = none}: like the others here, it logs no
     connection (l4lb's default is a tcplog line per connection on stdout).
+
+    @param relay: Its C{tune.relay}.
     """
     lines = [
         "[global]",
         f"maxconn = {maxconn}",
         "log = none",
+        f"tune.relay = {relay}",
         "",
         "[defaults]",
         "mode = tcp",

@@ -353,6 +353,23 @@ class L4lbEpoll(L4lb):
         return [twistd, "--reactor=l4lb-epoll", *rest]
 
 
+class L4lbClassic(L4lb):
+    """
+    l4lb with C{tune.relay = classic}: Twisted's listening ports,
+    connectors and transports carry every connection (the path TLS takes,
+    and the one on systems other than Linux).
+    """
+
+    name = "l4lb-classic"
+    label = "l4lb (classic relay)"
+
+    def write_config(self, workdir: str, frontends: Frontends, backends: Backends, maxconn: int) -> str:
+        """
+        Write C{l4lb.ini} with C{tune.relay = classic}.
+        """
+        return _write(workdir, "l4lb.ini", l4lb_config(frontends, backends, maxconn, "classic"))
+
+
 class L4lbPyPy(L4lb):
     """
     l4lb as L{L4lb} runs it, but with the C{twistd} of a PyPy virtualenv
@@ -380,7 +397,15 @@ def all_contestants(l4lb_bin: str, pypy_bin: str = DEFAULT_PYPY_BIN) -> List[Con
     """
     Every contestant, in table order.
     """
-    return [Direct(), HAProxy(), Nginx(), L4lb(l4lb_bin), L4lbEpoll(l4lb_bin), L4lbPyPy(pypy_bin)]
+    return [
+        Direct(),
+        HAProxy(),
+        Nginx(),
+        L4lb(l4lb_bin),
+        L4lbEpoll(l4lb_bin),
+        L4lbClassic(l4lb_bin),
+        L4lbPyPy(pypy_bin),
+    ]
 
 
 def nginx_argv(workdir: str, config: str, name: str) -> List[str]:

@@ -66,7 +66,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         default=10000,
         help="idle connections for the memory measure (default 10000, lowered to fit the open-file limit)",
     )
-    p.add_argument("--only", default="", help="comma-separated contestants: direct,haproxy,nginx,l4lb,l4lb-epoll,l4lb-pypy")
+    p.add_argument("--only", default="", help="comma-separated contestants: direct,haproxy,nginx,l4lb,l4lb-epoll,l4lb-classic,l4lb-pypy")
     p.add_argument("--tests", default=",".join(TESTS), help=f"comma-separated loads (default {','.join(TESTS)})")
     p.add_argument("--l4lb-bin", default=default_l4lb_bin(), help="directory of the twistd running l4lb (default: this interpreter's)")
     p.add_argument(

@@ -57,6 +57,7 @@ class L4lbEPollReactor(EPollReactor):
     _poller: Any
     _selectables: Dict[int, Any]
     _reads: Set[int]
+    _writes: Set[int]
 
     def doPoll(self, timeout: Optional[float]) -> None:
         """
@@ -112,6 +113,49 @@ class L4lbEPollReactor(EPollReactor):
                 self._disconnect(selectable, why, in_read)
 
     doIteration = doPoll
+
+    def forget(self, selectable: Any) -> None:
+        """
+        Drop C{selectable} from the reactor's sets without telling epoll:
+        for a socket closed right after the call, which takes it out of the
+        epoll set itself (no other descriptor refers to it).  That saves a
+        system call per socket closed.
+        """
+        fd = selectable.fileno()
+        if fd >= 0 and self._selectables.get(fd) is selectable:
+            del self._selectables[fd]
+            self._reads.discard(fd)
+            self._writes.discard(fd)
+
+    def hand_over(self, old: Any, new: Any, reading: bool, writing: bool) -> bool:
+        """
+        Give C{new} the registration of C{old}, another descriptor of the
+        same socket that is done with it, watched for reading and writing
+        as asked: at most one system call, where removing C{old} and adding
+        C{new} would take two.
+
+        @return: Whether C{old} was registered; if not, nothing changed
+            and C{new} must be added the usual way.
+        """
+        fd = old.fileno()
+        if fd < 0 or self._selectables.get(fd) is not old:
+            return False
+        if (fd in self._reads, fd in self._writes) != (reading, writing):
+            if reading or writing:
+                flags = (_EPOLLIN if reading else 0) | (_EPOLLOUT if writing else 0)
+                self._poller.modify(fd, flags)
+            else:
+                self._poller.unregister(fd)
+        for registered, wanted in ((self._reads, reading), (self._writes, writing)):
+            if wanted:
+                registered.add(fd)
+            else:
+                registered.discard(fd)
+        if reading or writing:
+            self._selectables[fd] = new
+        else:
+            del self._selectables[fd]
+        return True
 
     def _disconnect(self, selectable: Any, why: Any, in_read: bool) -> None:
         """

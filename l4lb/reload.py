@@ -20,7 +20,7 @@ compares it with the running one and changes only what differs:
 
 Connections to a removed server (or of a removed backend) are left alone
 until they end, or until C{hard-stop-after} seconds after the reload.
-Global settings other than C{maxconn}, C{hard-stop-after},
+Global settings other than C{maxconn}, C{maxpipes}, C{hard-stop-after},
 C{spread-checks} and C{tune.relay} need a restart; a reload says so.
 """
 
@@ -39,7 +39,9 @@ from l4lb.pool import BackendState, Server
 _log = Logger(namespace="l4lb")
 
 #: Global settings a reload applies; a change of any other needs a restart.
-RUNTIME_GLOBALS = frozenset({"maxconn", "hard_stop_after", "spread_checks", "relay"})
+RUNTIME_GLOBALS = frozenset(
+    {"maxconn", "maxpipes", "hard_stop_after", "spread_checks", "relay"}
+)
 
 #: Server settings that do not affect its health checks.
 _NOT_CHECK = frozenset({"weight", "maxconn", "maxqueue", "disabled", "backup", "line", "options"})
@@ -168,7 +170,7 @@ def plain(value: Any, skip: frozenset = frozenset({"line"})) -> Any:
 
 
 def _apply_globals(service: Any, old: Config, new: Config, result: ReloadResult) -> None:
-    from l4lb.service import default_maxconn
+    from l4lb.service import default_maxconn, set_pipe_limit
 
     before, after = old.global_settings, new.global_settings
     for field in attr.fields(type(after)):
@@ -185,6 +187,7 @@ def _apply_globals(service: Any, old: Config, new: Config, result: ReloadResult)
         result.warnings.append(message)
         _log.warn("Reload: {message}", message=message)
     service.limiter.maxconn = after.maxconn or default_maxconn()
+    set_pipe_limit(service.limiter.maxconn, after.maxpipes)
     for state in service.frontends.values():
         state.gate.update()
 

@@ -26,6 +26,8 @@ from l4lb.health.monitor import DEFAULT_BUILDERS, HealthMonitor
 from l4lb.logs import open_sink
 from l4lb.pool import BackendState
 from l4lb.protect.ratelimit import SessionRate
+from l4lb.tcp import lean
+from l4lb.tcp.accept import accept_directly
 from l4lb.tcp.backlog import effective_backlog, with_backlog
 from l4lb.tcp.frontend import FrontendFactory, FrontendState
 from l4lb.tcp.stagelist import bind_stages, build_stages
@@ -33,6 +35,7 @@ from l4lb.tcp.tls import attach_tls, listening_factory
 from l4lb.tcp.limits import ConnectionLimiter
 from l4lb.udp.check import udp_checks
 from l4lb.udp.frontend import UdpFrontend
+from l4lb.udp.reader import read_directly
 from l4lb.udp.sockets import listen_bind
 
 _log = Logger(namespace="l4lb")
@@ -42,6 +45,15 @@ class BindError(Exception):
     """
     A frontend could not listen where its configuration says.
     """
+
+
+def set_pipe_limit(maxconn: int, maxpipes: Optional[int]) -> None:
+    """
+    Let the lean relays of this process hold C{maxpipes} pipes at once, or
+    a quarter of C{maxconn} when the configuration sets none (HAProxy's
+    default).
+    """
+    lean.PIPES.limit = maxconn // 4 if maxpipes is None else maxpipes
 
 
 def default_maxconn() -> int:
@@ -98,6 +110,7 @@ class BalancerService(MultiService):
         self.sink: Any = None
         maxconn = config.global_settings.maxconn or default_maxconn()
         self.limiter = ConnectionLimiter(maxconn)
+        set_pipe_limit(maxconn, config.global_settings.maxpipes)
         self.backends: Dict[str, BackendState] = {
             b.name: self.build_backend(b) for b in config.backends
         }
@@ -253,7 +266,9 @@ class BalancerService(MultiService):
         udp = self.udp_frontends.get(spec.name)
         try:
             if udp is not None:
-                port = listen_bind(self.reactor, bind, udp.listener())
+                listener = udp.listener()
+                port = listen_bind(self.reactor, bind, listener)
+                read_directly(port, listener, self.reactor)
                 port.stopReading()
                 return port
             state = self.frontends[spec.name]
@@ -272,6 +287,8 @@ class BalancerService(MultiService):
                 f"{where}frontend '{spec.name}' cannot listen on"
                 f" {kind}'{bind.text or bind.endpoint}': {_reason(e)}"
             ) from e
+        if bind.crt is None:
+            accept_directly(port, factory, self.reactor)
         state.gate.add_port(port)
         return port
 

@@ -320,7 +320,7 @@ def test_key_in_wrong_section_lists_allowed_keys() -> None:
     problem = only_error("[global]\nbalance = roundrobin\n")
     assert problem.key == "balance" and problem.line == 2
     assert "not allowed in a [global] section" in problem.message
-    assert "allowed here: hard-stop-after, log, maxconn, nbproc, spread-checks, stats auth" in problem.message
+    assert "allowed here: hard-stop-after, log, maxconn, maxpipes, nbproc, spread-checks, stats auth" in problem.message
     assert problem.message.endswith("tune.relay")
 
 
@@ -371,6 +371,7 @@ def test_forgotten_equals_sign() -> None:
         ("log = sislog", "allowed: stdout, stderr, none, a file path"),
         ("spread-checks = 51", "expected an integer from 0 to 50"),
         ("tune.relay = splice", "lean, classic"),
+        ("maxpipes = -1", "expected an integer >= 0"),
     ],
 )
 def test_global_value_errors(line: str, message: str) -> None:
@@ -378,6 +379,14 @@ def test_global_value_errors(line: str, message: str) -> None:
     problem = only_error(f"[global]\n{line}\n")
     assert problem.line == 2 and problem.key == line.split(" =")[0]
     assert message in problem.message
+
+
+@pytest.mark.parametrize(
+    "text, expected", [("", None), ("maxpipes = 0\n", 0), ("maxpipes = 500\n", 500)]
+)
+def test_global_maxpipes(text: str, expected: object) -> None:
+    """C{maxpipes} is read as given; unset, the service derives it from C{maxconn}."""
+    assert parse_config(f"[global]\n{text}").global_settings.maxpipes == expected
 
 
 @pytest.mark.parametrize("text, expected", [("", "lean"), ("tune.relay = classic\n", "classic")])

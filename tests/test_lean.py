@@ -5,6 +5,7 @@ pairs with a recording reactor and a L{Clock}.
 
 from __future__ import annotations
 
+import os
 import socket
 import struct
 from typing import Iterator, List, Set, Tuple
@@ -16,6 +17,7 @@ from twisted.python.failure import Failure
 from twisted.internet.testing import StringTransport
 
 from l4lb.tcp import lean
+from l4lb.service import set_pipe_limit
 from l4lb.tcp.lean import CHUNK, LeanRelay
 
 # Bounds every loop that fills or drains a socket.
@@ -94,11 +96,15 @@ class FakeSession:
         self.bytes_out = 0
         self.last_activity = -1.0
         self.eofs: List[str] = []
+        self.client_eof_seen = False
+        self.server_eof_seen = False
 
     def client_eof(self) -> None:
+        self.client_eof_seen = True
         self.eofs.append("client")
 
     def server_eof(self) -> None:
+        self.server_eof_seen = True
         self.eofs.append("server")
 
 
@@ -309,22 +315,237 @@ def test_close_with_remainder_leaves_it_to_the_transport(pair: Pair) -> None:
     assert len(pair.client_transport.lost) == 1
 
 
-def test_first_bytes_reach_the_server_before_the_client_is_read() -> None:
+def test_first_bytes_sent_at_once_when_the_server_takes_them() -> None:
     """
-    Bytes given to C{start} (a PROXY header, bytes read while inspecting)
-    are sent first; the client is only read once they are all sent.
+    Bytes given to C{start} (a PROXY header, bytes read while connecting)
+    go to a server socket with room at once, before anything from the
+    client, and the client is read right away.
     """
     p = Pair()
     try:
         p.relay.detach(flush=False)
         relay = LeanRelay(p.session, p.client_transport, p.server_transport)
         relay.start(b"PROXY header\r\n")
-        assert relay.client not in p.reactor.readers
-        assert relay.server in p.reactor.writers
-        p.client.send(b"after")
-        relay.server.doWrite()
         assert relay.client in p.reactor.readers
+        assert relay.server not in p.reactor.writers
+        assert relay.server.pending is None
+        p.client.send(b"after")
         relay.client.doRead()
         assert p.server.recv(100) == b"PROXY header\r\nafter"
     finally:
         p.close()
+
+
+def test_first_bytes_wait_for_a_full_server_before_the_client_is_read() -> None:
+    """
+    When the server socket cannot take all of the first bytes, the rest
+    waits for writability and the client is only read once they are sent.
+    """
+    p = Pair()
+    try:
+        p.relay.detach(flush=False)
+        # Fill the server socket's buffers from the relay's end.
+        server_sock = p.server_transport.socket
+        filled = 0
+        for _ in range(MAX_ROUNDS):
+            try:
+                filled += server_sock.send(b"f" * CHUNK)
+            except BlockingIOError:
+                break
+        relay = LeanRelay(p.session, p.client_transport, p.server_transport)
+        first = b"h" * 1000
+        relay.start(first)
+        assert relay.client not in p.reactor.readers
+        assert relay.server in p.reactor.writers
+        p.client.send(b"after")
+        got = b""
+        for _ in range(MAX_ROUNDS):
+            try:
+                got += p.server.recv(CHUNK)
+            except BlockingIOError:
+                pass
+            if relay.server in p.reactor.writers:
+                relay.server.doWrite()
+            if relay.client in p.reactor.readers:
+                break
+        assert relay.client in p.reactor.readers
+        relay.client.doRead()
+        for _ in range(MAX_ROUNDS):
+            try:
+                got += p.server.recv(CHUNK)
+            except BlockingIOError:
+                break
+        assert got == b"f" * filled + first + b"after"
+    finally:
+        p.close()
+
+
+def open_fds() -> int:
+    """
+    Descriptors open in this process now.
+    """
+    return len(os.listdir("/proc/self/fd"))
+
+
+def bulk_until_spliced(p: Pair) -> bytes:
+    """
+    Relay full chunks from the client until the direction moves to
+    C{splice}; return what the server end received meanwhile.
+    """
+    got = b""
+    for i in range(lean.SPLICE_AFTER):
+        p.client.sendall(bytes([65 + i]) * CHUNK)
+        p.relay.client.doRead()
+        while len(got) < (i + 1) * CHUNK:
+            got += p.server.recv(CHUNK)
+    assert p.relay.client.pipe_w >= 0, "the direction did not move to splice"
+    return got
+
+
+def test_bulk_transfer_moves_to_splice_and_keeps_every_byte(pair: Pair) -> None:
+    """
+    After a few full chunks in a row a direction is spliced through a pipe
+    of its own; the bytes arrive intact, in order, and counted.
+    """
+    got = bulk_until_spliced(pair)
+    tail = bytes(range(256)) * 1024
+    expected = got + tail
+    offset = 0
+    for _ in range(MAX_ROUNDS):
+        if offset < len(tail):
+            try:
+                offset += pair.client.send(tail[offset : offset + CHUNK])
+            except BlockingIOError:
+                pass
+        pair.relay.client.doRead()
+        try:
+            got += pair.server.recv(CHUNK)
+        except BlockingIOError:
+            pass
+        if len(got) >= len(expected):
+            break
+    assert got == expected
+    assert pair.session.bytes_in == len(expected)
+    assert pair.relay.client.in_pipe == 0
+    assert pair.relay.client.pipe_w >= 0
+
+
+def test_spliced_slow_reader_pauses_the_source(pair: Pair) -> None:
+    """
+    A spliced direction whose destination is full keeps the rest in its
+    pipe (bounded by the pipe), stops reading the source, and resumes once
+    the destination drained, without losing a byte.
+    """
+    bulk_until_spliced(pair)
+    sent = 0
+    for _ in range(MAX_ROUNDS):
+        try:
+            sent += pair.client.send(b"z" * CHUNK)
+        except BlockingIOError:
+            pass
+        pair.relay.client.doRead()
+        if pair.relay.client.in_pipe:
+            break
+    assert pair.relay.client.in_pipe > 0
+    assert pair.relay.client not in pair.reactor.readers
+    assert pair.relay.server in pair.reactor.writers
+    got = 0
+    for _ in range(MAX_ROUNDS):
+        try:
+            got += len(pair.server.recv(CHUNK))
+        except BlockingIOError:
+            if pair.relay.server in pair.reactor.writers:
+                pair.relay.server.doWrite()
+            elif pair.relay.client in pair.reactor.readers:
+                before = pair.session.bytes_in
+                pair.relay.client.doRead()
+                if pair.session.bytes_in == before:
+                    break
+    assert got == sent
+    assert pair.relay.client.in_pipe == 0
+    assert pair.relay.client in pair.reactor.readers
+
+
+def test_detach_hands_back_what_the_pipe_holds_and_closes_it(pair: Pair) -> None:
+    """
+    Detaching gracefully turns what a pipe still holds into a remainder
+    for the destination's transport, and closes the pipe's descriptors.
+    """
+    before = open_fds()
+    bulk_until_spliced(pair)
+    assert open_fds() == before + 2
+    for _ in range(MAX_ROUNDS):
+        try:
+            pair.client.send(b"q" * CHUNK)
+        except BlockingIOError:
+            pass
+        pair.relay.client.doRead()
+        if pair.relay.client.in_pipe:
+            break
+    held = pair.relay.client.in_pipe
+    assert held > 0
+    pair.relay.detach(flush=True)
+    assert [len(w) for w in pair.server_transport.written] == [held]
+    assert pair.server_transport.written[0] == b"q" * held
+    assert open_fds() == before
+
+
+def test_abort_closes_the_pipe(pair: Pair) -> None:
+    """An abort drops what the pipe holds and closes it."""
+    before = open_fds()
+    bulk_until_spliced(pair)
+    pair.relay.detach(flush=False)
+    assert pair.server_transport.written == []
+    assert open_fds() == before
+
+
+def test_end_of_stream_through_the_pipe(pair: Pair) -> None:
+    """An end of stream on a spliced direction is passed on like any other."""
+    bulk_until_spliced(pair)
+    pair.client.shutdown(socket.SHUT_WR)
+    pair.relay.client.doRead()
+    assert pair.session.eofs == ["client"]
+    pair.server.setblocking(True)
+    pair.server.settimeout(5)
+    assert pair.server.recv(1) == b""
+
+
+def test_pipes_are_counted_and_limited(pair: Pair) -> None:
+    """
+    Open pipes are counted while a relay holds them; at the limit
+    (C{maxpipes}) a bulk transfer keeps being copied, every byte intact.
+    """
+    before = lean.PIPES.open
+    bulk_until_spliced(pair)
+    assert lean.PIPES.open == before + 1
+    pair.relay.detach(flush=False)
+    assert lean.PIPES.open == before
+    limit = lean.PIPES.limit
+    lean.PIPES.limit = lean.PIPES.open
+    try:
+        p = Pair()
+        try:
+            got = b""
+            for i in range(lean.SPLICE_AFTER + 2):
+                p.client.sendall(bytes([65 + i]) * CHUNK)
+                p.relay.client.doRead()
+                while len(got) < (i + 1) * CHUNK:
+                    got += p.server.recv(CHUNK)
+            assert p.relay.client.pipe_w == -1
+            assert got == b"".join(bytes([65 + i]) * CHUNK for i in range(lean.SPLICE_AFTER + 2))
+        finally:
+            p.close()
+    finally:
+        lean.PIPES.limit = limit
+
+
+def test_pipe_limit_from_the_configuration() -> None:
+    """Without C{maxpipes}, a quarter of C{maxconn} may be open, as in HAProxy."""
+    limit = lean.PIPES.limit
+    try:
+        set_pipe_limit(400, None)
+        assert lean.PIPES.limit == 100
+        set_pipe_limit(400, 7)
+        assert lean.PIPES.limit == 7
+    finally:
+        lean.PIPES.limit = limit

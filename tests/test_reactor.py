@@ -434,3 +434,77 @@ def test_without_epoll_the_import_fails_clearly() -> None:
     assert out.returncode == 0, out.stderr
     assert "needs epoll(7)" in out.stdout
     assert "without --reactor" in out.stdout
+
+
+def test_hand_over_moves_a_registration_with_one_change(
+    reactor: L4lbEPollReactor, pairs: Any
+) -> None:
+    """
+    C{hand_over} gives the new descriptor the old one's socket, watched as
+    asked: the old one is never called again, the new one gets the events.
+    """
+    client, server = pairs()
+    old = Selectable(server, "old")
+    new = Selectable(server, "new")
+    reactor.addWriter(old)
+    assert reactor.hand_over(old, new, True, False)
+    assert new in reactor.getReaders()
+    assert old not in reactor.getReaders() and old not in reactor.getWriters()
+    assert new not in reactor.getWriters()
+    client.send(b"x")
+    for _ in range(MAX_ITERATIONS):
+        reactor.doPoll(0.01)
+        if new.calls:
+            break
+    assert new.calls == ["read"]
+    assert old.calls == []
+
+
+def test_hand_over_of_an_unregistered_descriptor_changes_nothing(
+    reactor: L4lbEPollReactor, pairs: Any
+) -> None:
+    """A descriptor that is not registered hands nothing over."""
+    _, server = pairs()
+    old = Selectable(server, "old")
+    new = Selectable(server, "new")
+    assert not reactor.hand_over(old, new, True, False)
+    assert new not in reactor.getReaders()
+
+
+def test_hand_over_to_nothing_unregisters(reactor: L4lbEPollReactor, pairs: Any) -> None:
+    """Asking for neither reading nor writing removes the socket from epoll."""
+    _, server = pairs()
+    old = Selectable(server, "old")
+    new = Selectable(server, "new")
+    reactor.addReader(old)
+    assert reactor.hand_over(old, new, False, False)
+    assert new not in reactor.getReaders() and old not in reactor.getReaders()
+    # Not in epoll's set any more: adding it again registers it afresh.
+    reactor.addReader(new)
+    assert new in reactor.getReaders()
+
+
+def test_forget_then_close_leaves_epoll_clean(reactor: L4lbEPollReactor) -> None:
+    """
+    A descriptor forgotten and then closed is out of the reactor's sets
+    and out of epoll's: a new socket on the same number registers cleanly.
+    """
+    a, b = socket.socketpair()
+    try:
+        forgotten = Selectable(b, "forgotten")
+        reactor.addReader(forgotten)
+        fd = b.fileno()
+        reactor.forget(forgotten)
+        assert forgotten not in reactor.getReaders()
+        b.close()
+        c, d = socket.socketpair()
+        try:
+            fresh = Selectable(d if d.fileno() == fd else c, "fresh")
+            reactor.addReader(fresh)
+            assert fresh in reactor.getReaders()
+            reactor.removeReader(fresh)
+        finally:
+            c.close()
+            d.close()
+    finally:
+        a.close()

@@ -1,6 +1,6 @@
 """
-L{HangupWatcher} on real loopback sockets: it reports a reset and consumes
-nothing.
+L{HangupWatcher} on real loopback sockets: it reports a reset, and either
+consumes nothing or hands the client's bytes to the session, bounded.
 """
 
 from __future__ import annotations
@@ -35,6 +35,17 @@ def watch(sock: socket.socket) -> Tuple[HangupWatcher, MemoryReactor, List[int]]
     watcher = HangupWatcher(sock, reactor, lambda: calls.append(1))
     watcher.start()
     return watcher, reactor, calls
+
+
+def watch_reading(
+    sock: socket.socket, limit: int
+) -> Tuple[HangupWatcher, MemoryReactor, List[int], List[bytes]]:
+    reactor = MemoryReactor()
+    calls: List[int] = []
+    data: List[bytes] = []
+    watcher = HangupWatcher(sock, reactor, lambda: calls.append(1), data.append, limit)
+    watcher.start()
+    return watcher, reactor, calls, data
 
 
 def test_reset_is_reported_once(pair: Tuple[socket.socket, socket.socket]) -> None:
@@ -82,3 +93,48 @@ def test_nothing_waiting_keeps_watching(pair: Tuple[socket.socket, socket.socket
     watcher, reactor, calls = watch(accepted)
     watcher.doRead()
     assert calls == [] and watcher in reactor.getReaders()
+
+
+def test_reading_watcher_hands_data_over_and_keeps_watching(
+    pair: Tuple[socket.socket, socket.socket]
+) -> None:
+    """With C{on_data}, the client's bytes are read and handed over, and a later reset is still seen."""
+    client, accepted = pair
+    watcher, reactor, calls, data = watch_reading(accepted, 1000)
+    client.sendall(b"hello")
+    watcher.doRead()
+    assert data == [b"hello"]
+    assert watcher in reactor.getReaders()
+    client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    client.close()
+    watcher.doRead()
+    assert calls == [1]
+    assert watcher not in reactor.getReaders()
+
+
+def test_reading_watcher_stops_at_its_limit(pair: Tuple[socket.socket, socket.socket]) -> None:
+    """No more than C{limit} bytes are read; the rest stays for the relay."""
+    client, accepted = pair
+    watcher, reactor, calls, data = watch_reading(accepted, 4)
+    client.sendall(b"abcdefgh")
+    watcher.doRead()
+    assert data == [b"abcd"]
+    assert watcher not in reactor.getReaders()
+    accepted.setblocking(True)
+    assert accepted.recv(100) == b"efgh"
+
+
+def test_reading_watcher_leaves_the_end_of_stream(
+    pair: Tuple[socket.socket, socket.socket]
+) -> None:
+    """An end of stream stops the reading watcher and is read again by the relay."""
+    client, accepted = pair
+    watcher, reactor, calls, data = watch_reading(accepted, 1000)
+    client.sendall(b"last")
+    client.shutdown(socket.SHUT_WR)
+    watcher.doRead()
+    watcher.doRead()
+    assert data == [b"last"] and calls == []
+    assert watcher not in reactor.getReaders()
+    accepted.setblocking(True)
+    assert accepted.recv(1) == b""

@@ -52,6 +52,7 @@ SYNTAX = {
     "hash-type": "map-based or consistent",
     "log-format": "tcplog or json",
     "maxconn": "an integer >= 1",
+    "maxpipes": "an integer >= 0",
     "mode": "tcp or udp",
     "maxsessions": "an integer >= 1",
     "udp-responses": "an integer >= 0 (0: no limit)",

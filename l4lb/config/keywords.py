@@ -95,7 +95,8 @@ _BACKEND_KEYS = (
 #: The keys allowed in each kind of section.
 KEYS: Dict[str, FrozenSet[str]] = {
     GLOBAL: frozenset(
-        {"log", "maxconn", "nbproc", "spread-checks", "tune.relay"} | set(OPS_GLOBAL_KEYS)
+        {"log", "maxconn", "maxpipes", "nbproc", "spread-checks", "tune.relay"}
+        | set(OPS_GLOBAL_KEYS)
     ),
     DEFAULTS: frozenset(
         {
@@ -362,6 +363,7 @@ def parse_hash_balance_factor(text: str) -> int:
 #: accepts C{None} allows the key to be written without C{=}.
 SIMPLE_VALUES: Dict[str, Callable[[str], object]] = {
     "maxconn": lambda text: parse_int(text, 1),
+    "maxpipes": lambda text: parse_int(text, 0),
     "backlog": lambda text: parse_int(text, 1, 2**31 - 1),
     "nbproc": lambda text: parse_int(text, 1, MAX_NBPROC),
     "spread-checks": lambda text: parse_int(text, 0, 50),

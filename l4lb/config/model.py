@@ -480,6 +480,9 @@ class GlobalSettings:
     @ivar nbproc: How many worker processes accept and relay the TCP
         connections (C{nbproc}); 1 means the main process does it all
         (L{l4lb.workers}).
+    @ivar maxpipes: How many pipes the lean relay of one process may use
+        at once to splice bulk transfers (C{maxpipes}); C{None} means a
+        quarter of C{maxconn}, as HAProxy's default.
     """
 
     maxconn: int = 0
@@ -491,6 +494,7 @@ class GlobalSettings:
     hard_stop_after: float = 30.0
     relay: str = "lean"
     nbproc: int = 1
+    maxpipes: Optional[int] = None
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)

@@ -129,6 +129,7 @@ class _Reader(SectionReader):
             hard_stop_after=self._get(section, empty, "hard-stop-after", 30.0),
             relay=self._get(section, empty, "tune.relay", "lean"),
             nbproc=self._get(section, empty, "nbproc", 1),
+            maxpipes=self._get(section, empty, "maxpipes", None),
         )
 
     def _timeouts(self, section: Section, defaults: Section) -> Timeouts:

@@ -17,9 +17,9 @@ first waits in its backend's L{l4lb.queue.WaitQueue} (state C{queued}) until
 a slot frees, for at most C{timeout queue}; it is logged C{sQ} when that
 passes and C{CQ} when the client leaves meanwhile.
 
-While connecting, the client's transport is paused, so nothing is read from
-the client until the server is up; a L{HangupWatcher} notices a client that
-resets meanwhile.  Once established, each transport is a streaming producer
+While connecting, the client's transport is paused; a L{HangupWatcher}
+notices a client that resets meanwhile, and reads what the client sends (at
+most one chunk), which the server receives first once connected.  Once established, each transport is a streaming producer
 of the other: a slow reader on one side pauses reading on the other side, so
 memory stays bounded.  Both legs are half-closeable: an end of stream on one
 side shuts the write half of the other, and data keeps flowing the other
@@ -43,7 +43,8 @@ chunk, adds its length and notes the time; timers are checked lazily.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple
+import socket
+from typing import TYPE_CHECKING, Any, Callable, List, Optional, Tuple, Union
 
 from twisted.internet import error
 from twisted.internet.interfaces import (
@@ -63,6 +64,8 @@ from zope.interface import implementer
 from l4lb.logformats import format_connection
 from l4lb.logs import ConnectionRecord
 from l4lb.tcp import lean
+from l4lb.tcp.dial import Dialer
+from l4lb.tcp.raw import RawTransport
 from l4lb.tcp.stages import MAX_INSPECT, StageRejected
 from l4lb.tcp.tls import tls_factory, tls_failure_text
 from l4lb.tcp.watch import HangupWatcher
@@ -96,11 +99,14 @@ class ClientLeg(Protocol):
     @ivar session: Its L{Session}, made when the connection is made.
     @ivar stages: The stages of the bind that accepted it (set by the
         factory), or C{None} for its frontend's.
+    @ivar peer: The client's socket address when it was accepted directly
+        (L{l4lb.tcp.accept}), or C{None}: its transport's C{getPeer()}.
     """
 
     frontend: "FrontendState"
     session: "Session"
     stages: Optional[List[Any]] = None
+    peer: Optional[Tuple[Any, ...]] = None
     transport: Any
 
     def connectionMade(self) -> None:
@@ -241,7 +247,7 @@ def _unregister(transport: Any) -> None:
         transport.unregisterProducer()
 
 
-def _stop_connecting(connector: Optional[IConnector]) -> None:
+def _stop_connecting(connector: Optional[Union[IConnector, Dialer]]) -> None:
     """
     Abandon a connection attempt; its failure callback is then ignored
     because the session no longer refers to C{connector}.
@@ -311,7 +317,8 @@ class Session(ClientFactory):
         self.retries = 0
         self.redispatched = False
         self.tried: List["Server"] = []
-        self.connector: Optional[IConnector] = None
+        self.connector: Optional[Union[IConnector, Dialer]] = None
+        self.dialed: Optional[Dialer] = None
         self.timer: Any = None
         self.watcher: Optional[HangupWatcher] = None
         self.last_activity = self.accepted
@@ -335,9 +342,13 @@ class Session(ClientFactory):
         self.sni: Optional[str] = None
         self.on_end: Optional[Callable[["Session"], None]] = None
         self.dispatched = False
-        peer = client.transport.getPeer()
-        self.client_host: str = getattr(peer, "host", "unix")
-        self.client_port: int = getattr(peer, "port", 0)
+        if client.peer is not None:
+            self.client_host: str = client.peer[0]
+            self.client_port: int = client.peer[1]
+        else:
+            peer = client.transport.getPeer()
+            self.client_host = getattr(peer, "host", "unix")
+            self.client_port = getattr(peer, "port", 0)
         self.destination: Optional[Tuple[str, int]] = None
         stages = client.stages
         self.stages: List[Any] = frontend.stages if stages is None else stages
@@ -452,7 +463,12 @@ class Session(ClientFactory):
         transport.pauseProducing()
         sock = getattr(transport, "socket", None)
         if sock is not None and IReactorFDSet.providedBy(self.reactor):
-            self.watcher = HangupWatcher(sock, self.reactor, self._client_hung_up)
+            # Under TLS the socket carries records, not the client's bytes:
+            # only peek there.
+            early = self._early_data if lean.plain(self.reactor, transport) else None
+            self.watcher = HangupWatcher(
+                sock, self.reactor, self._client_hung_up, early, lean.CHUNK
+            )
             self.watcher.start()
         # Connections already waiting go first.
         server = None if backend.queue.current else backend.pick(self.client_host, ())
@@ -521,12 +537,15 @@ class Session(ClientFactory):
         server = self.server
         assert server is not None and server.address is not None
         self.server_closed = False
-        factory: Any = self
-        if server.tls is not None:
-            factory = tls_factory(server.tls, True, self, self.reactor)
-        self.connector = self.reactor.connectTCP(
-            server.address, server.port, factory, timeout=None
-        )
+        if server.tls is None and self.frontend.lean and lean.plain(self.reactor, self.client.transport):
+            self.connector = Dialer(self, server.address, server.port, self.reactor)
+        else:
+            factory: Any = self
+            if server.tls is not None:
+                factory = tls_factory(server.tls, True, self, self.reactor)
+            self.connector = self.reactor.connectTCP(
+                server.address, server.port, factory, timeout=None
+            )
         timeout = self.timeouts.connect
         if timeout is not None:
             self.timer = self.reactor.callLater(timeout, self._connect_timed_out)
@@ -550,6 +569,30 @@ class Session(ClientFactory):
         self.connector = None
         self._cancel_timer()
         self._attempt_failed("s" if reason.check(error.TimeoutError) else "S")
+
+    def dial_succeeded(self, dialer: Dialer, sock: socket.socket) -> None:
+        """
+        A direct connection attempt (L{Dialer}) reached the server: the
+        server leg starts on the connected socket.
+        """
+        if dialer is not self.connector or self.state != CONNECTING:
+            sock.close()
+            return
+        leg = ServerLeg(self)
+        # The lean relay may take over the dialer's registration.
+        self.dialed = dialer
+        leg.makeConnection(RawTransport(sock, leg, (dialer.host, dialer.port), self.reactor))
+        self.dialed = None
+
+    def dial_failed(self, dialer: Dialer, reason: str) -> None:
+        """
+        A direct connection attempt failed; retry or give up.
+        """
+        if dialer is not self.connector:
+            return
+        self.connector = None
+        self._cancel_timer()
+        self._attempt_failed("S")
 
     def clientConnectionLost(self, connector: IConnector, reason: Failure) -> None:
         """
@@ -635,6 +678,19 @@ class Session(ClientFactory):
         self.timer = None
         self._connect()
 
+    def _early_data(self, data: bytes) -> None:
+        """
+        Bytes the client sent while its server is chosen or connected: the
+        server receives them first.
+        """
+        self.bytes_in += len(data)
+        self.last_activity = self.seconds()
+        early = self.early
+        if early is None:
+            self.early = bytearray(data)
+        else:
+            early += data
+
     def _client_hung_up(self) -> None:
         self.watcher = None
         if self.state == CONNECTING:
@@ -660,16 +716,22 @@ class Session(ClientFactory):
         server_transport = leg.transport
         client_transport = self.client.transport
         first = self._first_bytes()
+        dialer, self.dialed = self.dialed, None
         if self.frontend.lean and lean.usable(
             self.reactor, client_transport, server_transport
         ):
-            if self.watcher is not None:
-                self.watcher.stop()
-                self.watcher = None
+            watcher, self.watcher = self.watcher, None
             self.lean = lean.LeanRelay(self, client_transport, server_transport)
-            self.lean.start(first)
+            self.lean.start(first, watcher, dialer)
             self._arm_idle_timer()
             return
+        if dialer is not None:
+            dialer.drop()
+        # The classic relay needs Twisted's transports.
+        if isinstance(client_transport, RawTransport):
+            client_transport = client_transport.upgrade()
+        if isinstance(server_transport, RawTransport):
+            server_transport = server_transport.upgrade()
         if first:
             server_transport.write(first)
         self.server_write = server_transport.write
@@ -754,11 +816,22 @@ class Session(ClientFactory):
         return s, "sD"
 
     def _arm_idle_timer(self) -> None:
-        self._cancel_timer()
+        """
+        Make the idle timer fire when the idle time allowed now has passed
+        since the last activity.  A timer already set to fire no later is
+        kept: L{_idle_check} sets it again for the rest of the time.
+        """
         limit, _ = self._idle_limit()
-        if limit != _INFINITY:
-            delay = max(0.0, self.last_activity + limit - self.seconds())
-            self.timer = self.reactor.callLater(delay, self._idle_check)
+        if limit == _INFINITY:
+            self._cancel_timer()
+            return
+        deadline = self.last_activity + limit
+        timer = self.timer
+        if timer is not None and timer.active() and timer.getTime() <= deadline:
+            return
+        self._cancel_timer()
+        delay = max(0.0, deadline - self.seconds())
+        self.timer = self.reactor.callLater(delay, self._idle_check)
 
     def _idle_check(self) -> None:
         self.timer = None

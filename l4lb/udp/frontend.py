@@ -28,7 +28,7 @@ no datagram touches a timer.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
@@ -62,6 +62,9 @@ class Listener(DatagramProtocol):
 
     @ivar frontend: The L{UdpFrontend}.
     @ivar clients: The current session of each client address on this port.
+    @ivar reply: Sends a datagram to a client from this port, when its
+        datagrams are read directly (L{l4lb.udp.reader}); else C{None}:
+        through its transport's C{write}.
     """
 
     noisy = False
@@ -70,6 +73,7 @@ class Listener(DatagramProtocol):
     def __init__(self, frontend: "UdpFrontend") -> None:
         self.frontend = frontend
         self.clients: Dict[Address, UdpSession] = {}
+        self.reply: Optional[Callable[[Any, Address], Any]] = None
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
         """
@@ -139,9 +143,12 @@ class UdpFrontend:
 
     # -- datagrams ---------------------------------------------------------
 
-    def datagram(self, listener: Listener, datagram: bytes, addr: Address) -> None:
+    def datagram(self, listener: Listener, datagram: Any, addr: Address) -> None:
         """
         Route a client's datagram: through its session, or a new one.
+
+        @param datagram: The datagram: C{bytes}, or a C{memoryview} valid
+            only during the call.
         """
         session = listener.clients.get(addr)
         now = self.seconds()
@@ -155,7 +162,9 @@ class UdpFrontend:
         session.datagrams_in += 1
         session.bytes_in += len(datagram)
         if session.datagrams_out == 0:
-            session.pending = datagram
+            # Kept for a retry until the server answers; a datagram read
+            # directly is a view of a buffer the next read reuses.
+            session.pending = bytes(datagram)
         if self.max_requests and session.datagrams_in >= self.max_requests:
             # Retired: replies still come back, the next datagram picks anew.
             del listener.clients[addr]

@@ -38,6 +38,9 @@ class ServerSocket(DatagramProtocol):
 
     def __init__(self, session: "UdpSession") -> None:
         self.session = session
+        # Replies may be views of the shared read buffer when they are
+        # sent on with a socket's own sendto, which copies them at once.
+        self.takes_views = session.listener.reply is not None
 
     def datagramReceived(self, datagram: bytes, addr: Any) -> None:
         """
@@ -121,7 +124,7 @@ class UdpSession:
         self.ended = False
         self.max_responses = frontend.max_responses
         self._send: Any = None
-        self._reply = listener.transport.write
+        self._reply = listener.reply or listener.transport.write
 
     def attach(self, port: Any) -> None:
         """

@@ -32,6 +32,13 @@ SESSION_BUFFER = 256 * 1024
 #: turn.
 READS_PER_WAKEUP = 32
 
+#: The buffer of the reads that do not copy: one for every socket, since
+#: the reactor runs in one thread and each datagram is sent on before the
+#: next read.
+BUFFER = bytearray(MAX_DATAGRAM)
+#: A view of L{BUFFER}, sliced per datagram.
+VIEW = memoryview(BUFFER)
+
 
 def tune_buffers(port: Any, size: int) -> None:
     """
@@ -76,7 +83,9 @@ class ConnectedSocket:
     instead.  It offers the part of a UDP port's interface that sessions
     and checks use: C{write} and C{stopListening}.
 
-    @ivar protocol: The L{DatagramProtocol} its datagrams go to.
+    @ivar protocol: The L{DatagramProtocol} its datagrams go to: as
+        C{bytes}, or as views of a shared buffer valid only during the
+        call when the protocol's C{takes_views} says so.
     @ivar peer: The server's address, C{(host, port)}.
     """
 
@@ -103,6 +112,7 @@ class ConnectedSocket:
         self.protocol = protocol
         self.peer = (address, port)
         self._fileno = sock.fileno()
+        self._views = bool(getattr(protocol, "takes_views", False))
         protocol.makeConnection(self)  # type: ignore[arg-type]
         reactor.addReader(self)
 
@@ -131,12 +141,16 @@ class ConnectedSocket:
         """
         Read the datagrams waiting, a bounded number at a time.
         """
+        views = self._views
         for _ in range(READS_PER_WAKEUP):
             sock = self.socket
             if sock is None:
                 return
             try:
-                datagram = sock.recv(MAX_DATAGRAM)
+                if views:
+                    datagram: Any = VIEW[: sock.recv_into(BUFFER)]
+                else:
+                    datagram = sock.recv(MAX_DATAGRAM)
             except (BlockingIOError, InterruptedError):
                 return
             except OSError:

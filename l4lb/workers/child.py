@@ -35,6 +35,7 @@ from l4lb.gcfreeze import freeze_when_running
 from l4lb.health.monitor import HealthMonitor
 from l4lb.health.server import shutdown_sessions
 from l4lb.service import BalancerService, BindError
+from l4lb.tcp.accept import accept_directly
 from l4lb.tcp.frontend import FrontendFactory
 from l4lb.tcp.stagelist import bind_stages
 from l4lb.tcp.tls import listening_factory
@@ -102,6 +103,8 @@ class WorkerService(BalancerService):
             )
         finally:
             shared.close()
+        if bind.crt is None:
+            accept_directly(port, factory, self.reactor)
         state.gate.add_port(port)
         return port
 

@@ -8,9 +8,9 @@ checks.  Certificates are made for each test by L{tests.tlskit}.
 from __future__ import annotations
 
 import hashlib
+import select
 import socket
 import ssl
-import threading
 import time
 from pathlib import Path
 from typing import List
@@ -191,26 +191,35 @@ def test_termination_relays_5_megabytes_each_way_intact(
     count = 0
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         tls = client_context(pki).wrap_socket(raw, server_hostname="db.internal")
-
-        def send() -> None:
-            for block in pattern(SIZE, 5):
-                sent.update(block)
-                tls.sendall(block)
-
         greeting = b""
         while not greeting.endswith(b"\n") and len(greeting) < 10:
             greeting += tls.recv(1)
         assert greeting == b"s1\n"
-        sender = threading.Thread(target=send, daemon=True)
-        sender.start()
+        # One thread sends and receives: an SSL connection must not be
+        # written and read from two threads at once.
+        tls.setblocking(False)
+        blocks = iter(pattern(SIZE, 5))
+        pending = b""
         deadline = time.monotonic() + DEADLINE
         while count < SIZE and time.monotonic() < deadline:
-            data = tls.recv(1 << 16)
-            if not data:
-                break
-            received.update(data)
-            count += len(data)
-        sender.join(DEADLINE)
+            if not pending:
+                pending = next(blocks, b"")
+                sent.update(pending)
+            readable, writable, _ = select.select([tls], [tls] if pending else [], [], 1.0)
+            if writable:
+                try:
+                    pending = pending[tls.send(pending) :]
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    pass
+            if readable or tls.pending():
+                try:
+                    data = tls.recv(1 << 16)
+                except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                    continue
+                if not data:
+                    break
+                received.update(data)
+                count += len(data)
         tls.close()
     assert count == SIZE
     assert received.digest() == sent.digest()
