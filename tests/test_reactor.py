@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import select
 import socket
+import threading
 import time
 from typing import Any, Callable, Iterator, List, Optional, Tuple, Type
 
@@ -508,3 +509,81 @@ def test_forget_then_close_leaves_epoll_clean(reactor: L4lbEPollReactor) -> None
             d.close()
     finally:
         a.close()
+
+
+def run_bounded(reactor: L4lbEPollReactor, seconds: float = 10.0) -> None:
+    """
+    Run the reactor's main loop until it stops, or stop it after
+    C{seconds} at the latest.
+    """
+    # From a thread, so that it stops a loop whose timed calls never run.
+    guard = threading.Timer(seconds, reactor.callFromThread, (reactor.stop,))
+    guard.start()
+    try:
+        reactor.run(installSignalHandlers=False)
+    finally:
+        guard.cancel()
+
+
+def test_main_loop_runs_timed_calls_in_order_and_stops(reactor: L4lbEPollReactor) -> None:
+    """
+    The main loop runs calls when they are due, in order (whichever way
+    through a turn it takes), and ends when the reactor stops.
+    """
+    seen: List[Tuple[str, float]] = []
+    start = reactor.seconds()
+    reactor.callLater(0.05, lambda: seen.append(("late", reactor.seconds() - start)))
+    reactor.callLater(0.01, lambda: seen.append(("early", reactor.seconds() - start)))
+    later = reactor.callLater(0.02, lambda: seen.append(("cancelled", 0.0)))
+    later.cancel()
+    reactor.callLater(0.08, reactor.stop)
+    run_bounded(reactor)
+    assert [name for name, _ in seen] == ["early", "late"]
+    assert seen[0][1] >= 0.01 and seen[1][1] >= 0.05
+
+
+def test_main_loop_wakes_for_calls_from_threads(reactor: L4lbEPollReactor) -> None:
+    """A call queued from another thread runs without waiting for a timed call."""
+    seen: List[str] = []
+
+    def from_thread() -> None:
+        seen.append("thread")
+        reactor.stop()
+
+    threading.Timer(0.05, reactor.callFromThread, (from_thread,)).start()
+    run_bounded(reactor)
+    assert seen == ["thread"]
+
+
+def test_main_loop_survives_a_failing_call(
+    reactor: L4lbEPollReactor, logged: List[LogEvent]
+) -> None:
+    """A timed call that raises is logged, and the loop goes on."""
+    seen: List[str] = []
+
+    def boom() -> None:
+        raise Boom()
+
+    reactor.callLater(0.01, boom)
+    reactor.callLater(0.03, lambda: seen.append("after"))
+    reactor.callLater(0.05, reactor.stop)
+    run_bounded(reactor)
+    assert seen == ["after"]
+    assert any(e.get("log_failure") is not None and e["log_failure"].check(Boom) for e in logged)
+
+
+def test_main_loop_dispatches_io(reactor: L4lbEPollReactor, pairs: Any) -> None:
+    """Descriptors are served while the main loop runs."""
+    client, server = pairs()
+
+    class Stopper(Selectable):
+        def doRead(self) -> None:
+            super().doRead()
+            reactor.stop()
+
+    stopper = Stopper(server, "io")
+    reactor.addReader(stopper)
+    reactor.callLater(0.02, client.send, b"x")
+    run_bounded(reactor)
+    # Then the reactor's shutdown disconnects it.
+    assert stopper.calls == ["read", "lost"]

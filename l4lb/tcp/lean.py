@@ -18,8 +18,8 @@ that direction and from the pipe to the destination socket, without being
 copied through the process.  What the destination does not take stays in
 the pipe, which then plays the part of the remainder (a pipe holds one
 chunk), with the same pause of the source.  The pipe is made when needed
-and closed with the relay; without C{os.splice} (PyPy 3.9) the buffer path
-carries everything.
+and closed with the relay; where there is no C{splice} (systems other than
+Linux) the buffer path carries everything.
 
 An end of stream from one side shuts the write half of the other (it can
 only be read once the remainder for the other side is sent).  On a socket error, and whenever the session closes or
@@ -41,6 +41,7 @@ from twisted.internet.interfaces import IReactorFDSet, IReadWriteDescriptor
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from l4lb.tcp import splice
 from l4lb.tcp.raw import RawTransport
 
 # Shared by every session's close: making a Failure is costly.
@@ -53,8 +54,7 @@ _LINUX = sys.platform.startswith("linux")
 CHUNK = 65536
 
 #: Full chunks read in a row after which a direction moves to C{splice}
-#: (a bulk transfer); C{None} where C{os.splice} is missing (before Python
-#: 3.10, PyPy 3.9).
+#: (a bulk transfer), where the platform has it (L{l4lb.tcp.splice}).
 SPLICE_AFTER = 4
 
 
@@ -74,8 +74,8 @@ class Pipes:
 
 #: This process's pipes; the service sets the limit from the configuration.
 PIPES = Pipes(1024)
-_splice: Any = getattr(os, "splice", None)
-_SPLICE_FLAGS = getattr(os, "SPLICE_F_MOVE", 0) | getattr(os, "SPLICE_F_NONBLOCK", 0)
+_splice: Any = splice.splice
+_SPLICE_FLAGS = splice.FLAGS
 
 # One buffer for every relay: a chunk is sent (or its remainder copied out)
 # before the next read, and the reactor runs in one thread.
