@@ -168,7 +168,7 @@ def test_check_resolves_names_with_the_reactor(
     """Host names are resolved by running the reactor's resolver; a failure is an error."""
     text = VALID.replace("192.168.1.101", "app.internal").replace("192.168.1.102", "gone.internal")
     path = write(tmp_path, text)
-    reactor = FakeReactor({"app.internal": "10.1.1.1"})
+    reactor = FakeReactor({"app.internal": "127.0.12.1"})
     assert main(["check", path], reactor=reactor) == 1
     assert reactor.ran and reactor.stopped
     err = capsys.readouterr().err

@@ -24,15 +24,15 @@ DONE = Failure(error.ConnectionDone())
 
 def limited(*servers: Tuple[str, int, int], disabled: str = "") -> Tuple[ServerSpec, ...]:
     """
-    Make server specs C{(name, maxconn, maxqueue)} on 10.0.0.N:80; the
+    Make server specs C{(name, maxconn, maxqueue)} on 127.0.10.N:80; the
     server named C{disabled} starts in maintenance.
     """
     return tuple(
         ServerSpec(
             name=name,
-            host=f"10.0.0.{i}",
+            host=f"127.0.10.{i}",
             port=80,
-            address=f"10.0.0.{i}",
+            address=f"127.0.10.{i}",
             maxconn=maxconn,
             maxqueue=maxqueue,
             disabled=name == disabled,
@@ -207,7 +207,7 @@ def test_server_coming_back_serves_queue() -> None:
     assert queued.session.state == QUEUED
     relay.backend.server("s2").set_admin("ready")
     assert queued.session.state == "connecting"
-    assert relay.attempts()[-1] == ("10.0.0.2", 80)
+    assert relay.attempts()[-1] == ("127.0.10.2", 80)
 
 
 def test_queue_limit() -> None:

@@ -30,8 +30,8 @@ BASE = (
     HEAD
     + """\
 [backend be]
-server s1 = 10.0.0.1:80
-server s2 = 10.0.0.2:80
+server s1 = 127.0.10.1:80
+server s2 = 127.0.10.2:80
 [frontend fe]
 bind = 127.0.0.1:8001
 default_backend = be
@@ -187,7 +187,7 @@ def test_changed_frontend_binds_maxconn_backend() -> None:
     dropped ones, binds the new ones and takes its new backend, limit and
     timeouts for new connections; its counters stay.
     """
-    text = BASE + "[backend other]\nserver o1 = 10.0.0.9:80\n"
+    text = BASE + "[backend other]\nserver o1 = 127.0.10.9:80\n"
     service, reactor = start(
         text.replace("bind = 127.0.0.1:8001", "bind = 127.0.0.1:8001, 127.0.0.1:8003")
     )
@@ -215,8 +215,8 @@ def test_servers_added_removed_reweighted_moved() -> None:
     service, _ = start()
     backend = service.backends["be"]
     s1 = backend.server("s1")
-    text = BASE.replace("server s1 = 10.0.0.1:80", "server s1 = 10.0.0.11:81 weight 3").replace(
-        "server s2 = 10.0.0.2:80", "server s3 = 10.0.0.3:80"
+    text = BASE.replace("server s1 = 127.0.10.1:80", "server s1 = 127.0.10.11:81 weight 3").replace(
+        "server s2 = 127.0.10.2:80", "server s3 = 127.0.10.3:80"
     )
     result = apply_config(service, parse_config(text, "lb.ini"))
     assert result.counts == {
@@ -226,7 +226,7 @@ def test_servers_added_removed_reweighted_moved() -> None:
         "server removed": 1,
     }
     assert [s.name for s in backend.servers] == ["s1", "s3"]
-    assert backend.server("s1") is s1 and (s1.address, s1.port, s1.weight) == ("10.0.0.11", 81, 3)
+    assert backend.server("s1") is s1 and (s1.address, s1.port, s1.weight) == ("127.0.10.11", 81, 3)
     picked = {backend.pick("192.0.2.1").name for _ in range(8)}
     assert picked == {"s1", "s3"}
 
@@ -241,7 +241,7 @@ def test_drain_and_counters_kept_across_reload() -> None:
     s1 = backend.server("s1")
     s1.set_admin("drain")
     s1.total = 42
-    text = BASE.replace("10.0.0.2:80", "10.0.0.2:80 weight 5")
+    text = BASE.replace("127.0.10.2:80", "127.0.10.2:80 weight 5")
     apply_config(service, parse_config(text, "lb.ini"))
     assert backend.server("s1") is s1
     assert s1.admin == "drain" and s1.total == 42
@@ -257,7 +257,7 @@ def test_removed_server_connections_continue_until_hard_stop_after() -> None:
     backend = service.backends["be"]
     s2 = backend.server("s2")
     session = Session(backend, s2)
-    apply_config(service, parse_config(BASE.replace("server s2 = 10.0.0.2:80\n", ""), "lb.ini"))
+    apply_config(service, parse_config(BASE.replace("server s2 = 127.0.10.2:80\n", ""), "lb.ini"))
     assert [s.name for s in backend.servers] == ["s1"] and service.retired == [s2]
     assert session in service.open_sessions()
     reactor.advance(4.9)
@@ -271,7 +271,7 @@ def test_removed_backend_dropped_sessions_end_cleanly() -> None:
     A removed backend disappears from the service; a connection of its
     still ends with its counts consistent.
     """
-    text = BASE + "[backend old]\nserver o1 = 10.0.0.9:80\n"
+    text = BASE + "[backend old]\nserver o1 = 127.0.10.9:80\n"
     service, _ = start(text)
     old = service.backends["old"]
     session = Session(old, old.server("o1"))
@@ -305,11 +305,11 @@ def test_check_settings_restart_checks_and_new_servers_get_checked() -> None:
     Checks start for an added server with C{check}, restart when a
     server's check settings change, and stop for a removed server.
     """
-    service, _ = start(BASE.replace("10.0.0.1:80", "10.0.0.1:80 check"))
+    service, _ = start(BASE.replace("127.0.10.1:80", "127.0.10.1:80 check"))
     monitor = service.monitor
     first = monitor.find("be", "s1")
-    text = BASE.replace("10.0.0.1:80", "10.0.0.1:80 check inter 5s").replace(
-        "server s2 = 10.0.0.2:80", "server s3 = 10.0.0.3:80 check"
+    text = BASE.replace("127.0.10.1:80", "127.0.10.1:80 check inter 5s").replace(
+        "server s2 = 127.0.10.2:80", "server s3 = 127.0.10.3:80 check"
     )
     apply_config(service, parse_config(text, "lb.ini"))
     assert monitor.find("be", "s1") is not first and first.check_loop is not None
@@ -338,7 +338,7 @@ def test_udp_frontend_added_and_removed() -> None:
     """
     service, reactor = start()
     text = BASE + (
-        "[backend dns]\nmode = udp\nserver d1 = 10.0.0.5:53\n"
+        "[backend dns]\nmode = udp\nserver d1 = 127.0.10.5:53\n"
         "[frontend udp]\nmode = udp\nbind = 127.0.0.1:5353\ndefault_backend = dns\n"
     )
     apply_config(service, parse_config(text, "lb.ini"))
@@ -357,10 +357,10 @@ def test_reload_command_replies_errors_or_summary(tmp_path: Path) -> None:
     service, _ = start()
     service.config_path = str(path)
     commands = AdminCommands(service, service.reactor)
-    path.write_text(BASE.replace("weight", "").replace("10.0.0.2:80", "10.0.0.2:80 weight x"))
+    path.write_text(BASE.replace("weight", "").replace("127.0.10.2:80", "127.0.10.2:80 weight x"))
     answer = commands.run("reload")
     assert "weight" in answer and "Reload rejected" in answer
-    path.write_text(BASE.replace("10.0.0.2:80", "10.0.0.2:80 weight 4"))
+    path.write_text(BASE.replace("127.0.10.2:80", "127.0.10.2:80 weight 4"))
     assert commands.run("reload").splitlines()[-1] == (
         "Reload: 1 backend changed, 1 server changed."
     )

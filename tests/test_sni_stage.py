@@ -54,7 +54,7 @@ def test_first_rule_in_order_wins() -> None:
 def db_backend(retries: int = 0, connect: float = 2.0) -> BackendState:
     spec = Backend(
         name="db",
-        servers=(ServerSpec(name="d1", host="10.0.1.1", port=5432, address="10.0.1.1"),),
+        servers=(ServerSpec(name="d1", host="127.0.11.1", port=5432, address="127.0.11.1"),),
         retries=retries,
         timeouts=Timeouts(connect=connect, server=50.0),
     )
@@ -92,7 +92,7 @@ def test_hello_in_pieces_routes_to_its_backend_and_is_replayed() -> None:
     for i in range(0, len(hello), 37):
         assert relay.attempts() == []
         leg.dataReceived(hello[i : i + 37])
-    assert relay.attempts() == [("10.0.1.1", 5432)]
+    assert relay.attempts() == [("127.0.11.1", 5432)]
     assert leg.session.sni == "db.example.com"
     assert db.current == 1 and db.total == 1
     assert relay.backend.current == 0 and relay.backend.total == 0
@@ -115,7 +115,7 @@ def test_routed_session_uses_its_backends_timeouts_and_retries() -> None:
     relay, db = sni_relay()
     leg, client = relay.accept()
     leg.dataReceived(HELLO)
-    assert relay.attempts() == [("10.0.1.1", 5432)]
+    assert relay.attempts() == [("127.0.11.1", 5432)]
     relay.reactor.advance(2.1)
     # db has retries 0: one timed-out attempt ends it (the default has 3).
     assert client.aborted

@@ -36,7 +36,7 @@ def run(
 def make(spec: Optional[UdpCheckSpec] = None, **kwargs: object) -> tuple:
     reactor = FakeUdpReactor()
     check = UdpCheck(
-        reactor, lambda: "10.0.0.1", 53, 2.0, spec, rng=random.Random(7), **kwargs  # type: ignore[arg-type]
+        reactor, lambda: "127.0.10.1", 53, 2.0, spec, rng=random.Random(7), **kwargs  # type: ignore[arg-type]
     )
     return check, reactor
 
@@ -58,7 +58,7 @@ def test_icmp_only_probe_fails_on_port_unreachable() -> None:
     results = run(check, reactor)
     port = probe(reactor)
     assert port.written == [(b"", None)]
-    assert port.connected_to == ("10.0.0.1", 53)
+    assert port.connected_to == ("127.0.10.1", 53)
     port.protocol.connectionRefused()
     assert results[0].status == "L4CON"
     assert "ICMP" in results[0].description

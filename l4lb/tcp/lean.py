@@ -187,7 +187,12 @@ class _Side:
         if not n:
             self.relay.ended(self)
             return None
-        self._count(n)
+        session = self.session
+        if self.from_client:
+            session.bytes_in += n
+        else:
+            session.bytes_out += n
+        session.last_activity = session.seconds()
         peer = self.peer
         assert peer is not None
         if spliced:
@@ -233,18 +238,6 @@ class _Side:
             self.in_pipe = n - sent
             self.reactor.removeReader(self)
             self.reactor.addWriter(peer)
-
-    def _count(self, n: int) -> None:
-        """
-        Add C{n} relayed bytes to the session's counters and note the
-        activity.
-        """
-        session = self.session
-        if self.from_client:
-            session.bytes_in += n
-        else:
-            session.bytes_out += n
-        session.last_activity = session.seconds()
 
     def _open_pipe(self) -> None:
         """
