@@ -8,7 +8,8 @@ a L{Clock}), and the aggregation of the workers' counters.
 from __future__ import annotations
 
 import json
-import platform
+import os
+import socket
 from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
@@ -21,9 +22,11 @@ from twisted.test.iosim import connectedServerAndClient
 
 from l4lb.admin.commands import AdminCommands
 from l4lb.admin.stats import stat_rows
-from l4lb.config import ConfigError, parse_config, parser
+from l4lb.config import ConfigError, parse_config
+from l4lb.reactor import L4lbEPollReactor
 from l4lb.service import BalancerService
 from l4lb.workers import REACTOR_NAME, child, commands, counters, pool
+from tests.test_reactor import close_reactor
 
 CONFIG = """\
 [global]
@@ -86,6 +89,7 @@ class FakeProcessReactor(Clock):
         super().__init__()
         self.spawned: List[Tuple[Any, List[str], Dict[int, Any], FakeProcess]] = []
         self.channels: List[Tuple[Any, StringTransport]] = []
+        self.adopted: List[int] = []
         self._next_pid = 1000
 
     def spawnProcess(
@@ -98,7 +102,15 @@ class FakeProcessReactor(Clock):
         return process
 
     def adoptStreamConnection(self, fd: int, family: Any, factory: Any) -> None:
-        """Connect the factory's protocol to a memory transport."""
+        """
+        Connect the factory's protocol to a memory transport.  Keep a
+        duplicate of C{fd}, and set its open file to blocking mode unless
+        the default timeout is 0, as PyPy's socket objects do to what they
+        wrap.
+        """
+        self.adopted.append(os.dup(fd))
+        if socket.getdefaulttimeout() != 0:
+            os.set_blocking(fd, True)
         protocol = factory.buildProtocol(None)
         transport = StringTransport()
         protocol.makeConnection(transport)
@@ -181,32 +193,6 @@ def answer(pump: Any, d: Any) -> Any:
 # -- the keyword ------------------------------------------------------------
 
 
-@pytest.fixture(autouse=True)
-def workers_supported(monkeypatch: pytest.MonkeyPatch) -> None:
-    """
-    These tests are of the pool and the workers' logic, with fake processes:
-    they run on every interpreter, including one where l4lb refuses
-    C{nbproc} (see L{test_nbproc_is_refused_where_workers_do_not_relay}).
-    """
-    monkeypatch.setattr(parser, "NBPROC_SUPPORTED", True)
-
-
-def test_nbproc_is_refused_where_workers_do_not_relay(monkeypatch: pytest.MonkeyPatch) -> None:
-    """On PyPy nbproc above 1 is an error at its line (its workers do not relay yet); on CPython it is accepted; nbproc = 1 is accepted everywhere."""
-    monkeypatch.setattr(parser, "NBPROC_SUPPORTED", platform.python_implementation() != "PyPy")
-    if platform.python_implementation() == "PyPy":
-        with pytest.raises(ConfigError) as caught:
-            parse_config(CONFIG, "lb.ini")
-        (problem,) = [str(p) for p in caught.value.problems]
-        assert problem.startswith("lb.ini:2: [global] key 'nbproc': worker processes are not supported on PyPy")
-    else:
-        assert parse_config(CONFIG, "lb.ini").global_settings.nbproc == 2
-    monkeypatch.setattr(parser, "NBPROC_SUPPORTED", False)
-    assert parse_config(CONFIG.replace("nbproc = 2", "nbproc = 1")).global_settings.nbproc == 1
-    with pytest.raises(ConfigError):
-        parse_config(CONFIG)
-
-
 def test_nbproc_defaults_to_one_and_no_workers() -> None:
     """Without nbproc there is one process: no worker pool, the service as before."""
     text = CONFIG.replace("nbproc = 2\n", "")
@@ -273,6 +259,31 @@ def test_worker_runs_tcp_only_without_admin_checks_or_nested_workers() -> None:
     assert service.monitor.servers == []
     with pytest.raises(KeyError):
         service.getServiceNamed("health")
+
+
+def test_adopted_listening_socket_stays_nonblocking() -> None:
+    """A worker adopting the main process's listening socket leaves the open file non-blocking, for itself and for the main process (PyPy's socket objects set a descriptor they wrap to blocking mode, and a blocking listener stops the worker in accept); it accepts through it."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    listener.setblocking(False)
+    reactor = L4lbEPollReactor()
+    service = child.WorkerService(config(), reactor, {("fe", 0): listener.fileno()})
+    add_frontend(service)
+    spec = service.config.frontends[0]
+    port = service.listen(spec, spec.binds[0])
+    client = socket.create_connection(listener.getsockname())
+    try:
+        assert not os.get_blocking(listener.fileno())
+        assert not os.get_blocking(port.fileno())
+        # Twice the queue: the second read finds it empty and returns.
+        port.doRead()
+        port.doRead()
+    finally:
+        client.close()
+        port.connectionLost(None)
+        close_reactor(reactor)
+        listener.close()
 
 
 def test_set_server_down_stops_new_connections_to_it() -> None:
@@ -509,6 +520,14 @@ def test_start_spawns_workers_with_the_listening_sockets(monkeypatch: pytest.Mon
         assert sent.count(b"SetServer") == 3
         assert sent.rindex(b"Begin") > sent.rindex(b"SetServer")
     assert lines == ["Worker 1 started (pid 1001).", "Worker 2 started (pid 1002)."]
+    # The reactor's ends of the channels are non-blocking, and the
+    # adoption left them so.
+    assert len(reactor.adopted) == 2
+    try:
+        assert [os.get_blocking(fd) for fd in reactor.adopted] == [False, False]
+    finally:
+        for fd in reactor.adopted:
+            os.close(fd)
 
 
 def test_workers_run_on_l4lb_reactor_when_the_main_process_does() -> None:

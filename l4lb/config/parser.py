@@ -17,7 +17,6 @@ L{l4lb.config.resolve.resolve_config}.
 
 from __future__ import annotations
 
-import platform
 from typing import Any, List, Optional, Tuple
 
 import attr
@@ -47,11 +46,6 @@ _TIMEOUT_FIELDS = {
     "timeout " + field.replace("_", "-"): field
     for field in attr.fields_dict(Timeouts)
 }
-
-
-#: Whether this interpreter runs C{nbproc} worker processes.  Not PyPy yet:
-#: its workers accept connections but do not relay them.
-NBPROC_SUPPORTED = platform.python_implementation() != "PyPy"
 
 
 class _Reader(SectionReader):
@@ -104,21 +98,6 @@ class _Reader(SectionReader):
 
     def _global(self, section: Section) -> GlobalSettings:
         empty = Section(DEFAULTS, "", "defaults", 0)
-        nbproc = section.settings.get("nbproc")
-        if (
-            not NBPROC_SUPPORTED
-            and nbproc is not None
-            and isinstance(nbproc.value, int)
-            and nbproc.value > 1
-        ):
-            self.error(
-                nbproc.line,
-                section.header,
-                "nbproc",
-                "worker processes are not supported on PyPy yet (their"
-                " connections are accepted but not relayed); set 'nbproc = 1'"
-                " or run l4lb on CPython",
-            )
         return GlobalSettings(
             maxconn=self._get(section, empty, "maxconn", 0),
             log=self._get(section, empty, "log", LogTarget()),

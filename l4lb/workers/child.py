@@ -39,7 +39,7 @@ from l4lb.tcp.accept import accept_directly
 from l4lb.tcp.frontend import FrontendFactory
 from l4lb.tcp.stagelist import bind_stages
 from l4lb.tcp.tls import listening_factory
-from l4lb.workers import REACTOR_NAME, commands, counters
+from l4lb.workers import REACTOR_NAME, commands, counters, nonblocking_adoption
 
 _log = Logger(namespace="l4lb")
 
@@ -96,13 +96,14 @@ class WorkerService(BalancerService):
             )
         state = self.frontends[spec.name]
         factory = FrontendFactory(state, bind_stages(spec, bind))
-        shared = socket.socket(fileno=os.dup(fd))
-        try:
-            port = self.reactor.adoptStreamPort(
-                shared.fileno(), shared.family, listening_factory(bind, factory, self.reactor)
-            )
-        finally:
-            shared.close()
+        with nonblocking_adoption():
+            shared = socket.socket(fileno=os.dup(fd))
+            try:
+                port = self.reactor.adoptStreamPort(
+                    shared.fileno(), shared.family, listening_factory(bind, factory, self.reactor)
+                )
+            finally:
+                shared.close()
         if bind.crt is None:
             accept_directly(port, factory, self.reactor)
         state.gate.add_port(port)
@@ -345,7 +346,10 @@ def main(argv: List[str], reactor: Any = None) -> int:
             reactor.stop()
 
     channel = WorkerResponder(service, stop)
-    reactor.adoptStreamConnection(args.channel, socket.AF_UNIX, Factory.forProtocol(lambda: channel))
+    with nonblocking_adoption():
+        reactor.adoptStreamConnection(
+            args.channel, socket.AF_UNIX, Factory.forProtocol(lambda: channel)
+        )
     os.close(args.channel)
     observer.channel = channel
 

@@ -21,7 +21,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
-from l4lb.workers import REACTOR_NAME, commands, counters
+from l4lb.workers import REACTOR_NAME, commands, counters, nonblocking_adoption
 
 _log = Logger(namespace="l4lb")
 
@@ -238,9 +238,13 @@ class WorkerPool(Service):
         worker.pid = worker.process.pid
         channel = WorkerChannel(worker)
         try:
-            self.reactor.adoptStreamConnection(
-                ours.fileno(), socket.AF_UNIX, Factory.forProtocol(lambda: channel)
-            )
+            # Each end is an open file of its own: the worker's end is
+            # made non-blocking when the worker adopts it.
+            ours.setblocking(False)
+            with nonblocking_adoption():
+                self.reactor.adoptStreamConnection(
+                    ours.fileno(), socket.AF_UNIX, Factory.forProtocol(lambda: channel)
+                )
         finally:
             ours.close()
         worker.channel = channel

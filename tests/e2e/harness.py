@@ -354,13 +354,19 @@ class Balancer:
         """
         A balancer started the documented way:
         C{twistd -n --pidfile= l4lb --config FILE}, ready once it logged
-        C{Proxy NAME started.} for every frontend.
+        C{Proxy NAME started.} for every frontend and the reactor runs.
+        The services start before the reactor does, and the reactor opens
+        descriptors of its own when it starts (a pipe for its signal
+        handling): a test's descriptor baseline is only right after
+        L{l4lb.gcfreeze}'s line, which the running reactor logs.
 
         @param reactor: twistd's C{--reactor} (C{None}: twistd's default).
         """
         chosen = [f"--reactor={reactor}"] if reactor else []
         argv = [twistd_path(), "-n", "--pidfile=", *chosen, "l4lb", "--config", config, *extra]
         ready = [rf"\bProxy {re.escape(name)} started\." for name in frontends]
+        # The main process's line (a worker's reads "Worker N: Froze").
+        ready.append(r"\] Froze \d+ start-up objects")
         return cls(argv, cwd, ready)
 
     # process control

@@ -208,7 +208,7 @@ def test_killed_worker_is_restarted_and_the_listener_stays(
     assert new[2] == old[2]
     seen, _ = hold_until_both(lb, port)
     assert seen == {1, 2}
-    assert wait_until(lambda: lb.fd_count() == fds_before, 5.0), lb.fd_targets()
+    assert wait_until(lambda: lb.fd_count() == fds_before, 5.0), "\n".join(lb.fd_targets())
     lb.stop()
     for pid in new.values():
         assert wait_until(lambda: not os.path.exists(f"/proc/{pid}"), 5.0) or _zombie(pid)
@@ -264,7 +264,7 @@ def test_reload_replaces_workers_and_keeps_their_connections(
         done = re.compile(rf"Worker {number} \(pid {pid}\) exited with status 0\.")
         assert wait_until(lambda: any(done.search(line) for line in lb.lines()), 10.0), lb.output()
     assert not any("restarting" in line for line in lb.lines())
-    assert wait_until(lambda: lb.fd_count() == fds_before, 5.0), lb.fd_targets()
+    assert wait_until(lambda: lb.fd_count() == fds_before, 5.0), "\n".join(lb.fd_targets())
 
 
 def test_worker_signals(servers: StartServer, balancers: BalancerFactory, tmp_path: object) -> None:

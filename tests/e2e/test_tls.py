@@ -65,13 +65,16 @@ class TlsEcho(ThreadedServer):
             tls = self.context.wrap_socket(conn, server_side=True)
         except (ssl.SSLError, OSError):
             return
-        self.handshakes += 1
-        while True:
-            data = tls.recv(65536)
-            if not data:
-                break
-            tls.sendall(self.name.encode() + b":" + data)
-        tls.close()
+        # The accepted socket is detached into the TLS socket: closing it
+        # is this handler's job (on PyPy nothing else would close it before
+        # a garbage collection).
+        with tls:
+            self.handshakes += 1
+            while True:
+                data = tls.recv(65536)
+                if not data:
+                    break
+                tls.sendall(self.name.encode() + b":" + data)
 
 
 class Banner(ThreadedServer):
@@ -120,17 +123,18 @@ class TlsDigest(ThreadedServer):
         self.reply_size = reply_size
 
     def handle(self, conn: socket.socket) -> None:
-        tls = self.context.wrap_socket(conn, server_side=True)
-        digest = hashlib.sha256()
-        while True:
-            data = tls.recv(1 << 16)
-            if not data:
-                break
-            digest.update(data)
-        for block in pattern(self.reply_size, 9):
-            tls.sendall(block)
-        tls.sendall(digest.digest())
-        tls.unwrap()
+        # Closed here, not by the garbage collector (see L{TlsEcho.handle}).
+        with self.context.wrap_socket(conn, server_side=True) as tls:
+            digest = hashlib.sha256()
+            while True:
+                data = tls.recv(1 << 16)
+                if not data:
+                    break
+                digest.update(data)
+            for block in pattern(self.reply_size, 9):
+                tls.sendall(block)
+            tls.sendall(digest.digest())
+            tls.unwrap()
 
 
 def start_with_ssl_bind(
@@ -223,7 +227,7 @@ def test_termination_relays_5_megabytes_each_way_intact(
         tls.close()
     assert count == SIZE
     assert received.digest() == sent.digest()
-    assert wait_until(lambda: lb.fd_count() <= baseline, 10), lb.fd_targets()
+    assert wait_until(lambda: lb.fd_count() <= baseline, 10), "\n".join(lb.fd_targets())
 
 
 def test_wrong_host_name_is_retried_on_a_good_server(
@@ -322,4 +326,4 @@ def test_origination_half_close_and_5_megabytes_each_way(
     assert tail == sent.digest()
     records = lb.wait_for_records(1)
     assert records[0].termination == "--"
-    assert wait_until(lambda: lb.fd_count() <= baseline, 10), lb.fd_targets()
+    assert wait_until(lambda: lb.fd_count() <= baseline, 10), "\n".join(lb.fd_targets())
