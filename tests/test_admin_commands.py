@@ -15,6 +15,7 @@ import pytest
 from l4lb.admin.commands import AdminCommands, CommandError
 from l4lb.admin.fields import FIELDS
 from l4lb.config.model import Config
+from l4lb.tcp import lean
 
 from tests.relaykit import Relay
 
@@ -220,6 +221,19 @@ def test_show_info_and_servers_state() -> None:
     lines = commands.run("show servers state be").splitlines()
     assert lines[0] == "1"
     assert lines[3].split()[3:7] == ["s2", "127.0.10.2", "2", "8"]
+
+
+def test_show_info_reports_the_splice_pipes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    C{show info} has HAProxy's pipe lines: C{Maxpipes} (the C{maxpipes}
+    limit), C{PipesUsed} (open now) and C{PipesFree} (none is kept idle).
+    """
+    pipes = lean.Pipes(64)
+    pipes.open = 3
+    monkeypatch.setattr(lean, "PIPES", pipes)
+    _, commands = make()
+    info = dict(line.split(": ", 1) for line in commands.run("show info").splitlines())
+    assert (info["Maxpipes"], info["PipesUsed"], info["PipesFree"]) == ("64", "3", "0")
 
 
 def test_help_lists_every_command() -> None:

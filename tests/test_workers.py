@@ -24,6 +24,7 @@ from l4lb.admin.commands import AdminCommands
 from l4lb.admin.stats import stat_rows
 from l4lb.config import ConfigError, parse_config
 from l4lb.reactor import L4lbEPollReactor
+from l4lb.tcp import lean
 from l4lb.service import BalancerService
 from l4lb.workers import REACTOR_NAME, child, commands, counters, pool
 from tests.test_reactor import close_reactor
@@ -459,12 +460,17 @@ def test_snapshot_of_a_worker_counts_its_traffic() -> None:
     assert rows[("fe", "FRONTEND")]["stot"] == 5 and rows[("fe", "FRONTEND")]["bin"] == 50
     assert rows[("be", "s1")]["bout"] == 70 and rows[("be", "s1")]["econ"] == 1
     assert rows[("be", "BACKEND")]["stot"] == 5
-    assert snap["total"] == 5 and snap["current"] == 0
+    assert snap["total"] == 5 and snap["current"] == 0 and snap["pipes"] == lean.PIPES.open
 
 
 def test_counters_are_read_in_pages_and_added_to_the_stats(monkeypatch: pytest.MonkeyPatch) -> None:
     """The pool reads a worker's counters over AMP, page by page, and show stat / show info add them up."""
     monkeypatch.setattr(commands, "PAGE_SIZE", 40)
+    # The worker and the main process share this test's process: 2 pipes
+    # open in each.
+    pipes = lean.Pipes(16)
+    pipes.open = 2
+    monkeypatch.setattr(lean, "PIPES", pipes)
     worker = worker_service()
     worker.backends["be"].server("s2").total = 3
     worker.backends["be"].server("s2").bytes_in = 30
@@ -485,6 +491,7 @@ def test_counters_are_read_in_pages_and_added_to_the_stats(monkeypatch: pytest.M
     assert rows[("be", "s1")]["stot"] == "0"
     info = AdminCommands(main, main.reactor).run("show info")
     assert "CumConns: 2\n" in info
+    assert "PipesUsed: 4\n" in info
 
 
 # -- the pool ---------------------------------------------------------------
@@ -532,9 +539,6 @@ def test_start_spawns_workers_with_the_listening_sockets(monkeypatch: pytest.Mon
 
 def test_workers_run_on_l4lb_reactor_when_the_main_process_does() -> None:
     """A main process on twistd --reactor=l4lb-epoll starts its workers on that reactor; on any other, on Twisted's default."""
-    from l4lb.reactor import L4lbEPollReactor
-    from tests.test_reactor import close_reactor
-
     ours = L4lbEPollReactor()
     try:
         assert pool._on_l4lb_reactor(ours)

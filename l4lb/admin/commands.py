@@ -16,6 +16,7 @@ import l4lb
 from l4lb.admin.render import stat_csv
 from l4lb.admin.stats import stat_rows
 from l4lb.admin.tables import show_table
+from l4lb.tcp import lean
 
 HELP = """\
 The following commands are valid at this level:
@@ -137,6 +138,11 @@ class AdminCommands:
             ("Maxconn", str(limiter.maxconn)),
             ("CurrConns", str(limiter.current + _workers(self.service, "current"))),
             ("CumConns", str(total + _workers(self.service, "total"))),
+            # Per process, as HAProxy's; with nbproc, the workers' pipes.
+            ("Maxpipes", str(lean.PIPES.limit)),
+            ("PipesUsed", str(lean.PIPES.open + _workers(self.service, "pipes"))),
+            # A pipe is closed with its connection: none is kept idle.
+            ("PipesFree", "0"),
             ("Frontends", str(len(self.service.frontends) + len(self.service.udp_frontends))),
             ("Backends", str(len(self.service.backends))),
             ("DroppedLogs", str(getattr(getattr(self.service, "sink", None), "dropped", 0))),

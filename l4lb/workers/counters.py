@@ -15,6 +15,8 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, Iterable, List, Mapping, Tuple
 
+from l4lb.tcp import lean
+
 #: Columns added up over the processes.
 SUMMED = ("qcur", "scur", "stot", "bin", "bout", "econ", "dcon", "conn_tot", "lbtot")
 #: Columns whose highest value over the processes is shown.
@@ -23,7 +25,8 @@ HIGHEST = ("qmax",)
 CUMULATIVE = ("stot", "bin", "bout", "econ", "dcon", "conn_tot", "lbtot")
 
 #: A reading: C{{"rows": [[pxname, svname, {column: value}], ...],
-#: "current": connections open, "total": connections accepted}}.
+#: "current": connections open, "total": connections accepted, "pipes":
+#: splice pipes open}}.
 Snapshot = Dict[str, Any]
 
 
@@ -45,6 +48,7 @@ def snapshot(service: Any, now: float) -> Snapshot:
         "rows": rows,
         "current": int(service.limiter.current),
         "total": sum(f.total for f in service.frontends.values()),
+        "pipes": lean.PIPES.open,
     }
 
 
@@ -86,10 +90,11 @@ def add(readings: Iterable[Snapshot]) -> Snapshot:
     """
     table: Dict[Tuple[str, str], Dict[str, int]] = {}
     order: List[Tuple[str, str]] = []
-    current = total = 0
+    current = total = pipes = 0
     for reading in readings:
         current += int(reading.get("current", 0))
         total += int(reading.get("total", 0))
+        pipes += int(reading.get("pipes", 0))
         for px, sv, values in reading.get("rows", []):
             key = (px, sv)
             if key not in table:
@@ -100,6 +105,7 @@ def add(readings: Iterable[Snapshot]) -> Snapshot:
         "rows": [[px, sv, table[(px, sv)]] for px, sv in order],
         "current": current,
         "total": total,
+        "pipes": pipes,
     }
 
 
