@@ -15,7 +15,7 @@ import time
 from typing import Callable, Dict, List, Sequence
 
 from bench.contestants import HELPERS, find_program
-from bench.procs import cpu_busy, cpu_seconds, fd_count, rss_bytes
+from bench.procs import cpu_busy, cpu_seconds, fd_count, rss_bytes, system_seconds
 
 Result = Dict[str, float]
 
@@ -235,14 +235,19 @@ def idle(
 def measure(pids: Callable[[], List[int]], load: Callable[[], Result], proxy_cpu: int) -> Result:
     """
     Run C{load} and add C{cpu}, the CPU seconds the proxy used meanwhile,
-    and C{other_cpu}, the busy seconds of the proxy's CPU that were not the
-    proxy's (other processes on the machine, interrupts).
+    C{system_cpu}, the kernel's part of them, and C{other_cpu}, the busy
+    seconds of the proxy's CPU that were not the proxy's (other processes
+    on the machine, interrupts).
     """
     before_pids = pids()
     before = cpu_seconds(before_pids)
+    before_system = system_seconds(before_pids)
     busy = cpu_busy(proxy_cpu)
     result = load()
-    cpu = cpu_seconds(pids()) - before if before_pids else 0.0
+    after_pids = pids()
+    cpu = cpu_seconds(after_pids) - before if before_pids else 0.0
+    system = system_seconds(after_pids) - before_system if before_pids else 0.0
     result["other_cpu"] = max(0.0, cpu_busy(proxy_cpu) - busy - cpu)
     result["cpu"] = cpu if before_pids else float("nan")
+    result["system_cpu"] = system if before_pids else float("nan")
     return result

@@ -201,6 +201,22 @@ def cpu_seconds(pids: Iterable[int]) -> float:
     return total / _TICKS
 
 
+def system_seconds(pids: Iterable[int]) -> float:
+    """
+    The system (kernel) part of L{cpu_seconds}: CPU seconds these processes
+    spent in system calls and the kernel work they caused.
+    """
+    total = 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[12])
+    return total / _TICKS
+
+
 def cpu_busy(cpu: int) -> float:
     """
     Seconds CPU C{cpu} has spent busy (anything but idle and I/O wait)

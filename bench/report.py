@@ -19,10 +19,10 @@ Rounds = Dict[str, Dict[str, List[Result]]]
 NAN = float("nan")
 
 
-def _per_unit(count_key: str, scale: float) -> Callable[[Result], float]:
+def _per_unit(count_key: str, scale: float, cpu_key: str = "cpu") -> Callable[[Result], float]:
     def value(r: Result) -> float:
         count = r.get(count_key, 0.0)
-        return r["cpu"] / count * scale if count else NAN
+        return r.get(cpu_key, NAN) / count * scale if count else NAN
 
     return value
 
@@ -48,6 +48,8 @@ class Metric:
     @ivar proxy_only: Whether only a proxy has it (CPU, memory).
     @ivar digits: Decimal places in the table.
     @ivar chart: Its name on the chart, which shows ratios only.
+    @ivar charted: Whether the chart shows it (not the kernel's share of
+        the CPU, which is a breakdown of another row).
     """
 
     key: str
@@ -58,6 +60,7 @@ class Metric:
     proxy_only: bool = False
     digits: int = 0
     chart: str = ""
+    charted: bool = True
 
     @property
     def udp(self) -> bool:
@@ -72,6 +75,8 @@ METRICS: Sequence[Metric] = (
            chart="new connections/s"),
     Metric("newconn_cpu", "newconn", "proxy CPU µs per new connection", _per_unit("requests", 1e6), "cpu", True, 1,
            chart="new connections per proxy CPU-s"),
+    Metric("newconn_system", "newconn", "of which system (kernel) µs", _per_unit("requests", 1e6, "system_cpu"), "cost", True, 1,
+           charted=False),
     Metric("keepalive_rate", "keepalive", "Keep-alive requests/s", _field("rate"), "rate",
            chart="keep-alive requests/s"),
     Metric("keepalive_p50", "keepalive", "Keep-alive p50 latency (ms)", _field("p50", 1e3), "cost", False, 3,
@@ -80,18 +85,26 @@ METRICS: Sequence[Metric] = (
            chart="keep-alive p99 latency"),
     Metric("keepalive_cpu", "keepalive", "proxy CPU µs per request", _per_unit("requests", 1e6), "cpu", True, 1,
            chart="keep-alive requests per proxy CPU-s"),
+    Metric("keepalive_system", "keepalive", "of which system (kernel) µs", _per_unit("requests", 1e6, "system_cpu"), "cost", True, 1,
+           charted=False),
     Metric("bulk_rate", "bulk", "Bulk throughput, one stream (Gbit/s)", _field("rate", 8e-9), "rate", False, 2,
            chart="bulk throughput"),
     Metric("bulk_cpu", "bulk", "proxy CPU ms per GB relayed", _per_unit("bytes", 1e12), "cpu", True, 1,
            chart="bulk bytes per proxy CPU-s"),
+    Metric("bulk_system", "bulk", "of which system (kernel) ms", _per_unit("bytes", 1e12, "system_cpu"), "cost", True, 1,
+           charted=False),
     Metric("udp64_rate", "udp64", "UDP 64 B datagrams/s", _field("rate"), "rate",
            chart="UDP 64 B datagrams/s"),
     Metric("udp64_cpu", "udp64", "proxy CPU µs per 64 B datagram", _per_unit("received", 1e6), "cpu", True, 2,
            chart="UDP 64 B datagrams per proxy CPU-s"),
+    Metric("udp64_system", "udp64", "of which system (kernel) µs", _per_unit("received", 1e6, "system_cpu"), "cost", True, 2,
+           charted=False),
     Metric("udp1400_rate", "udp1400", "UDP 1,400 B datagrams/s", _field("rate"), "rate",
            chart="UDP 1,400 B datagrams/s"),
     Metric("udp1400_cpu", "udp1400", "proxy CPU µs per 1,400 B datagram", _per_unit("received", 1e6), "cpu", True, 2,
            chart="UDP 1,400 B datagrams per proxy CPU-s"),
+    Metric("udp1400_system", "udp1400", "of which system (kernel) µs", _per_unit("received", 1e6, "system_cpu"), "cost", True, 2,
+           charted=False),
     Metric("idle_memory", "idle", "Memory per idle relayed connection (KiB)", _field("per_connection", 1 / 1024),
            "cost", True, 2, chart="memory per idle connection"),
 )
@@ -131,6 +144,7 @@ def summarize(
                 "label": metric.label,
                 "chart": metric.chart or metric.label,
                 "kind": metric.kind,
+                "charted": metric.charted,
                 "reference": ref,
                 "values": values,
             }
@@ -250,9 +264,10 @@ def chart(path: str, summary: Sequence[Mapping[str, Any]], columns: Sequence[tup
     except ImportError:
         return "matplotlib is not installed (pip install '.[bench]'); no chart"
     shown = [(n, label) for n, label in columns if n not in ("direct", "haproxy")]
+    charted = [r for r in summary if r.get("charted", True)]
     panels = [
-        ("Higher is better", [r for r in summary if r["kind"] != "cost"]),
-        ("Lower is better", [r for r in summary if r["kind"] == "cost"]),
+        ("Higher is better", [r for r in charted if r["kind"] != "cost"]),
+        ("Lower is better", [r for r in charted if r["kind"] == "cost"]),
     ]
     fig, axes = plt.subplots(
         1, 2, figsize=(13, 6.5), gridspec_kw={"width_ratios": [3, 2]}, constrained_layout=True

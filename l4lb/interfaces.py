@@ -23,6 +23,14 @@ class IBalancer(Interface):
         " callers may then pass C{None} when they have none."
     )
 
+    dynamic_weights = Attribute(
+        "True when a change of a server's weight takes effect at once"
+        " without moving clients (HAProxy's dynamic algorithms), so that"
+        " C{slowstart} ramps the weight; False for static ones, where it"
+        " only ramps C{maxconn}.  Optional: a balancer without it is"
+        " taken as dynamic."
+    )
+
     def pick(client_address, avoid):  # type: ignore[no-untyped-def]
         """
         Choose a server for a new connection.

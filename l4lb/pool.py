@@ -25,7 +25,13 @@ class Server:
     @ivar address: The IP address connections go to (C{None} while the host
         name is not resolved; such a server is not eligible).
     @ivar port: The port connections go to.
-    @ivar weight: The current effective weight.
+    @ivar weight: The effective weight the balancer uses: L{user_weight},
+        or a share of it while L{throttle} is below 100.
+    @ivar user_weight: The weight asked for: the configured one, or what
+        the runtime API or an agent set.
+    @ivar throttle: The percentage of L{user_weight} and L{user_maxconn}
+        the server is given while it warms up after coming back
+        (C{slowstart}); 100 otherwise.
     @ivar up: The health state; a server without checks is always up.
     @ivar admin: C{"ready"}, C{"drain"} or C{"maint"}.
     @ivar current: Connections open to it now.
@@ -34,8 +40,10 @@ class Server:
     @ivar sessions: The relay sessions assigned to it now (connecting or
         established), so that they can be listed or shut down.
     @ivar backend: The L{BackendState} it belongs to.
-    @ivar maxconn: The current connection limit (0: none); starts as the
-        configured one, an agent may change it.
+    @ivar maxconn: The current connection limit (0: none): L{user_maxconn},
+        or a share of it while L{throttle} is below 100.
+    @ivar user_maxconn: The limit asked for: the configured one, or what an
+        agent set.
     @ivar observer: What is told of each connection attempt's outcome on
         live traffic (C{observe layer4}), or C{None}: an object with
         C{connect_failed()} and C{connect_succeeded()}.
@@ -78,6 +86,8 @@ class Server:
         "address",
         "port",
         "weight",
+        "user_weight",
+        "throttle",
         "up",
         "admin",
         "current",
@@ -86,6 +96,7 @@ class Server:
         "sessions",
         "backend",
         "maxconn",
+        "user_maxconn",
         "observer",
         "health_text",
         "check_status",
@@ -112,6 +123,8 @@ class Server:
         self.address = spec.address
         self.port = spec.port
         self.weight = spec.weight
+        self.user_weight = spec.weight
+        self.throttle = 100
         self.up = True
         self.admin = "maint" if spec.disabled else "ready"
         self.current = 0
@@ -120,6 +133,7 @@ class Server:
         self.sessions: Set[Any] = set()
         self.backend = backend
         self.maxconn = spec.maxconn
+        self.user_maxconn = spec.maxconn
         self.observer: Any = None
         self.health_text = "no check"
         self.check_status = ""
@@ -188,19 +202,68 @@ class Server:
 
     def set_weight(self, weight: int) -> None:
         """
-        Set the effective weight (0-256).
+        Set the weight asked for (0-256); the effective weight follows,
+        throttled while the server warms up.
         """
         if not 0 <= weight <= 256:
             raise ValueError(f"weight {weight} out of range; allowed: 0-256")
-        self._change(lambda: setattr(self, "weight", weight))
+
+        def apply() -> None:
+            self.user_weight = weight
+            self._throttled()
+
+        self._change(apply)
 
     def set_maxconn(self, maxconn: int) -> None:
         """
-        Set the current connection limit (0: none); listeners hear of it.
+        Set the connection limit asked for (0: none); the current limit
+        follows, throttled while the server warms up.  Listeners hear of
+        it.
         """
         if maxconn < 0:
             raise ValueError(f"maxconn {maxconn} out of range; allowed: 0 or more")
-        self._change(lambda: setattr(self, "maxconn", maxconn))
+
+        def apply() -> None:
+            self.user_maxconn = maxconn
+            self._throttled()
+
+        self._change(apply)
+
+    def set_throttle(self, percent: int) -> None:
+        """
+        Give the server C{percent} (1-100) of its weight and C{maxconn}
+        while it warms up (C{slowstart}), as HAProxy does: the limit is
+        C{max(1, maxconn * percent / 100)}; the weight is
+        C{max(1, weight * percent / 100)} rounded up, where the balancer
+        takes weight changes at once (L{IBalancer.dynamic_weights
+        <l4lb.interfaces.IBalancer.dynamic_weights>}), and unchanged where
+        a change would reshuffle its table.
+        """
+        if not 1 <= percent <= 100:
+            raise ValueError(f"throttle {percent} out of range; allowed: 1-100")
+
+        def apply() -> None:
+            self.throttle = percent
+            self._throttled()
+
+        self._change(apply)
+
+    def _throttled(self) -> None:
+        """
+        Derive the effective weight and limit from those asked for and the
+        throttle.
+        """
+        percent = self.throttle
+        weight, maxconn = self.user_weight, self.user_maxconn
+        if percent < 100:
+            backend = self.backend
+            dynamic = backend is None or getattr(backend.balancer, "dynamic_weights", True)
+            if weight and dynamic:
+                weight = max(1, (weight * percent + 99) // 100)
+            if maxconn:
+                maxconn = max(1, maxconn * percent // 100)
+        self.weight = weight
+        self.maxconn = maxconn
 
     def _change(self, apply: Callable[[], None]) -> None:
         was_eligible, old_weight = self.eligible, self.weight

@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 from l4lb.balancers import find_factory
 from l4lb.config.model import Config
 from l4lb.health.monitor import DEFAULT_BUILDERS, HealthMonitor
+from l4lb.health.warmup import SlowStart
 from l4lb.logs import open_sink
 from l4lb.pool import BackendState
 from l4lb.protect.ratelimit import SessionRate
@@ -94,6 +95,9 @@ class BalancerService(MultiService):
     @ivar workers: With C{nbproc} above 1, the L{l4lb.workers.WorkerPool}
         whose processes accept the TCP connections (this process binds the
         sockets but never accepts on them); else C{None}.
+    @ivar slowstart: The L{l4lb.health.warmup.SlowStart} that warms up the
+        servers that come back, or C{None} in a process that is sent their
+        state (an C{nbproc} worker).
     """
 
     def __init__(self, config: Config, reactor: Any, sink: Optional[Any] = None) -> None:
@@ -111,6 +115,7 @@ class BalancerService(MultiService):
         maxconn = config.global_settings.maxconn or default_maxconn()
         self.limiter = ConnectionLimiter(maxconn)
         set_pipe_limit(maxconn, config.global_settings.maxpipes)
+        self.slowstart: Optional[SlowStart] = self._slowstart(reactor)
         self.backends: Dict[str, BackendState] = {
             b.name: self.build_backend(b) for b in config.backends
         }
@@ -210,12 +215,20 @@ class BalancerService(MultiService):
                 f"stats bind cannot listen on '{where.host}:{where.port}': {_reason(e)}"
             ) from e
 
+    def _slowstart(self, reactor: Any) -> Optional[SlowStart]:
+        """
+        What warms up the servers that come back (C{slowstart}).
+        """
+        return SlowStart(reactor)
+
     def build_backend(self, spec: Any) -> BackendState:
         """
         Make the runtime state of one backend (at start and on reload).
         """
         backend = BackendState(spec, find_factory(spec.balance))
         self.prepare_servers(backend.servers)
+        if self.slowstart is not None:
+            self.slowstart.watch(backend)
         return backend
 
     def prepare_servers(self, servers: Any) -> None:

@@ -121,3 +121,22 @@ def test_summary_ratios() -> None:
     assert rows["udp64_rate"]["reference"] == "nginx"
     assert rows["udp64_rate"]["values"]["nginx"]["ratio"] == 1.0
     assert math.isnan(report.median([float("nan")]))
+
+
+def test_kernel_share_is_a_row_of_its_own_and_not_charted() -> None:
+    """The system part of the proxy's CPU gets a row per load (per unit of
+    work, compared as a cost), kept out of the chart; results measured
+    before it was recorded show no number."""
+    rounds: report.Rounds = {
+        "newconn": {
+            "haproxy": [{"rate": 100.0, "requests": 1000.0, "cpu": 0.1, "system_cpu": 0.06}],
+            "l4lb": [{"rate": 50.0, "requests": 1000.0, "cpu": 0.25, "system_cpu": 0.12}],
+            "old": [{"rate": 50.0, "requests": 1000.0, "cpu": 0.25}],
+        },
+    }
+    rows = {r["key"]: r for r in report.summarize(rounds, ["haproxy", "l4lb", "old"])}
+    system = rows["newconn_system"]
+    assert system["values"]["l4lb"]["median"] == pytest.approx(120.0)
+    assert system["values"]["l4lb"]["ratio"] == pytest.approx(2.0)
+    assert math.isnan(system["values"]["old"]["median"])
+    assert system["charted"] is False and rows["newconn_cpu"]["charted"] is True

@@ -172,7 +172,7 @@ class AdminCommands:
                 lines.append(
                     f"{ids[backend.name]} {backend.name} {sid} {server.name}"
                     f" {server.address or server.spec.host} {2 if server.up else 0}"
-                    f" {_ADMIN_CODES[server.admin]} {server.weight} {server.spec.weight}"
+                    f" {_ADMIN_CODES[server.admin]} {server.user_weight} {server.spec.weight}"
                     f" {since} {server.check_status or '-'} {server.port}"
                 )
         return "\n".join(lines) + "\n"

@@ -151,6 +151,8 @@ def server_row(backend: Any, server: Any, iid: int, sid: int, pid: int, now: flo
         "pid": str(pid),
         "iid": str(iid),
         "sid": str(sid),
+        # Below 100 only while the server warms up (slowstart).
+        "throttle": str(server.throttle) if server.throttle < 100 else "",
         "lbtot": str(server.total),
         "type": str(TYPE_SERVER),
         "check_status": server.check_status,
@@ -164,7 +166,7 @@ def server_row(backend: Any, server: Any, iid: int, sid: int, pid: int, now: flo
         "check_fall": str(spec.fall) if checked else "",
         "addr": f"{host}:{server.port}",
         "mode": backend.spec.mode,
-        "uweight": str(spec.weight),
+        "uweight": str(server.user_weight),
     }
     if backend.spec.mode == "udp":
         row.update(_udp_columns(live(server.udp, server.sessions), False))

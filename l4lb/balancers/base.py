@@ -50,6 +50,8 @@ class BalancerBase:
 
     @cvar name: The algorithm's name.
     @cvar needs_client_address: Whether L{pick} uses the client's address.
+    @cvar dynamic_weights: Whether a weight change takes effect at once
+        without reshuffling the clients (so C{slowstart} ramps weights).
     @ivar servers: The backend's servers, in file order.
     @ivar args: The arguments written after the algorithm's name.
     @ivar allbackups: Whether every eligible backup server is used when no
@@ -59,6 +61,7 @@ class BalancerBase:
 
     name: str = ""
     needs_client_address: bool = False
+    dynamic_weights: bool = True
 
     def __init__(
         self,

@@ -106,6 +106,8 @@ class Maglev(BalancerBase):
 
     name = "maglev"
     needs_client_address = True
+    # A weight change rebuilds the table: slowstart only ramps maxconn.
+    dynamic_weights = False
 
     def setup(self) -> None:
         """

@@ -77,6 +77,9 @@ class Source(BalancerBase):
         if hash_type not in (MAP_BASED, CONSISTENT):
             raise ValueError(f"unknown hash-type {hash_type!r}; allowed: map-based, consistent")
         self.hash_type = hash_type
+        # As HAProxy's: a map-based table is rebuilt on a weight change,
+        # which moves clients, so slowstart only ramps maxconn there.
+        self.dynamic_weights = hash_type == CONSISTENT
         self.balance_factor = balance_factor if hash_type == CONSISTENT else 0
         self._tiers = (self._active, self._backups)
         self._rings = tuple(

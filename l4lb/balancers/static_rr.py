@@ -45,6 +45,8 @@ class StaticRoundRobin(BalancerBase):
 
     name = "static-rr"
     needs_client_address = False
+    # As HAProxy's: weights are fixed, so slowstart only ramps maxconn.
+    dynamic_weights = False
 
     def setup(self) -> None:
         """

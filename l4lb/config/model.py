@@ -73,7 +73,10 @@ class ServerSpec:
     @ivar check_port: Port to check instead of C{port}.
     @ivar check_addr: Address to check instead of C{address}.
     @ivar options: Every option word as written, in order, with its value
-        (C{None} for a flag), for options that a later release acts on.
+        (C{None} for a flag).
+    @ivar slowstart: Seconds over which a server that comes back UP (or
+        out of maintenance) ramps from 1% to its full weight and
+        C{maxconn}; 0: at once.
     @ivar line: Line number in the configuration file (0 when built in code).
     @ivar init_state: The health state before the first check, as in
         HAProxy 3.1: C{"up"} (up, one failed check marks it down),
@@ -151,6 +154,7 @@ class ServerSpec:
     verifyhost: Optional[str] = None
     crt: Optional[str] = None
     check_ssl: bool = False
+    slowstart: float = 0.0
 
     @property
     def tls_name(self) -> str:

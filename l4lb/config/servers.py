@@ -172,6 +172,7 @@ _VALUE_FIELDS = {
     "sni": "sni",
     "verifyhost": "verifyhost",
     "crt": "crt",
+    "slowstart": "slowstart",
 }
 
 

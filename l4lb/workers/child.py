@@ -81,6 +81,13 @@ class WorkerService(BalancerService):
         self.descriptors = descriptors
         self.begun: Deferred[None] = Deferred()
 
+    def _slowstart(self, reactor: Any) -> None:
+        """
+        None: the main process warms the servers up and sends the throttled
+        weights and limits (L{commands.SetServer}).
+        """
+        return None
+
     def listen(self, spec: Any, bind: Any) -> Any:
         """
         Adopt the shared socket of one bind.

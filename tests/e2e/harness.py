@@ -10,7 +10,9 @@ waits poll a condition, bounded in time.
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import os
 import re
 import signal
@@ -577,6 +579,25 @@ def run_command(
 
 
 # -- clients -----------------------------------------------------------------
+
+
+def show_stat(path: str) -> Dict[Tuple[str, str], Dict[str, str]]:
+    """
+    C{show stat} on the runtime socket at C{path}, by (pxname, svname).
+    """
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(10)
+        s.connect(path)
+        s.sendall(b"show stat\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    text = data.decode().lstrip("# ")
+    return {(r["pxname"], r["svname"]): r for r in csv.DictReader(io.StringIO(text)) if r.get("svname")}
+
 
 
 def connect(port: int, host: str = "127.0.0.1", timeout: float = CLIENT_TIMEOUT) -> socket.socket:

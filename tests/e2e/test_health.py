@@ -8,9 +8,11 @@ words.
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 import time
+from pathlib import Path
 from typing import List, Optional
 
 from .backends import AgentServer, EchoOnPort, EchoServer, RedisLike
@@ -22,6 +24,7 @@ from .harness import (
     ServerLine,
     echo_once,
     free_port,
+    show_stat,
     wait_until,
 )
 
@@ -106,6 +109,39 @@ def test_stopped_server_goes_down_and_comes_back(
     assert (2 - 1) * INTER * 0.9 <= took <= 2 * INTER + SLACK, took
     assert wait_until(lambda: echo_once(fe.port).server == "s1", 5.0)
     assert restarted.accepted > 0
+
+
+def test_server_back_with_slowstart_gets_a_small_share_at_first(
+    servers: StartServer, balancers: BalancerFactory, tmp_path: Path
+) -> None:
+    """A server with slowstart 60s that comes back UP starts at 1% of its weight: its twin takes nearly every new connection, and show stat reports the throttle, the reduced weight and the full user weight."""
+    s1 = servers(EchoOnPort("s1"))
+    s2 = servers(EchoServer("s2"))
+    port = s1.port
+    be = BackendSection(
+        "be",
+        [
+            ServerLine("s1", "127.0.0.1", port, f"{CHECKS} weight 100 slowstart 60s"),
+            ServerLine("s2", "127.0.0.1", s2.port, f"{CHECKS} weight 100"),
+        ],
+    )
+    fe = frontend(be)
+    admin = os.path.join(str(tmp_path), "admin.sock")
+    lb = balancers.start([fe], [be], global_={"stats socket": admin})
+    # At start nothing warms up: both servers share evenly.
+    assert sorted(echo_once(fe.port).server for _ in range(4)) == ["s1", "s1", "s2", "s2"]
+    assert show_stat(admin)[("be", "s1")]["throttle"] == ""
+    s1.stop()
+    mark = len(lb.lines())
+    wait_line(lb, down_line("s1", "Layer4 connection problem", '"Connection refused"', 1))
+    servers(EchoOnPort("s1", port))
+    wait_line(lb, up_line("s1", "Layer4 check passed", 2), after=mark)
+    names = [echo_once(fe.port).server for _ in range(40)]
+    assert names.count("s1") <= 2, names
+    row = show_stat(admin)[("be", "s1")]
+    # 60 s in steps of 3 s: still at the first steps.
+    assert 1 <= int(row["throttle"]) <= 10, row
+    assert int(row["weight"]) <= 10 and row["uweight"] == "100", row
 
 
 def test_redis_answering_err_is_marked_down(servers: StartServer, balancers: BalancerFactory) -> None:

@@ -6,8 +6,6 @@ C{/proc}: the worker whose descriptors include the accepted socket.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import re
 import signal
@@ -25,6 +23,7 @@ from .harness import (
     echo_once,
     free_port,
     read_line,
+    show_stat,
     wait_until,
 )
 
@@ -109,22 +108,6 @@ def hold_until_both(lb: Balancer, port: int) -> Tuple[Set[int], List[str]]:
         for sock in held:
             sock.close()
     return seen, names
-
-
-def show_stat(path: str) -> Dict[Tuple[str, str], Dict[str, str]]:
-    """C{show stat} on the runtime socket, by (pxname, svname)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(10)
-        s.connect(path)
-        s.sendall(b"show stat\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    text = data.decode().lstrip("# ")
-    return {(r["pxname"], r["svname"]): r for r in csv.DictReader(io.StringIO(text)) if r.get("svname")}
 
 
 def start(balancers: BalancerFactory, s1: EchoServer, s2: EchoServer, admin: str) -> Tuple[Balancer, int]:
