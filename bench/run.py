@@ -3,7 +3,7 @@ Measure a direct connection, HAProxy, nginx's stream module and l4lb side
 by side on 127.0.0.1, and write bench/results/latest.{md,json,png}.
 
     python bench/run.py            # 3 rounds of 5 s per load
-    python bench/run.py --quick    # about a minute
+    python bench/run.py --quick    # about 4 minutes with every contestant
     python bench/run.py --dry-run  # write and check the configurations only
 
 See bench/README.md.
@@ -59,7 +59,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     )
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     p.add_argument("--seconds", type=float, default=5.0, help="seconds per load and round (default 5)")
-    p.add_argument("--quick", action="store_true", help="2 rounds of 2 s and 2,000 idle connections (about a minute)")
+    p.add_argument("--quick", action="store_true", help="2 rounds of 2 s and 2,000 idle connections (about 4 minutes with every contestant)")
     p.add_argument(
         "--idle-connections",
         type=int,
