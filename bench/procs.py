@@ -11,7 +11,7 @@ import signal
 import socket
 import subprocess
 import time
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Set, Tuple
 
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -189,16 +189,8 @@ def cpu_seconds(pids: Iterable[int]) -> float:
     User plus system CPU seconds used so far by these processes (all their
     threads), from C{/proc/PID/stat}.
     """
-    total = 0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        # Fields 14 and 15 of stat(5); the list starts at field 3.
-        total += int(fields[11]) + int(fields[12])
-    return total / _TICKS
+    user, system = _cpu_ticks(pids)
+    return (user + system) / _TICKS
 
 
 def system_seconds(pids: Iterable[int]) -> float:
@@ -206,15 +198,25 @@ def system_seconds(pids: Iterable[int]) -> float:
     The system (kernel) part of L{cpu_seconds}: CPU seconds these processes
     spent in system calls and the kernel work they caused.
     """
-    total = 0
+    return _cpu_ticks(pids)[1] / _TICKS
+
+
+def _cpu_ticks(pids: Iterable[int]) -> Tuple[int, int]:
+    """
+    User and system clock ticks used so far by these processes; a process
+    that has gone counts for nothing.
+    """
+    user = system = 0
     for pid in pids:
         try:
             with open(f"/proc/{pid}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
         except OSError:
             continue
-        total += int(fields[12])
-    return total / _TICKS
+        # Fields 14 and 15 of stat(5); the list starts at field 3.
+        user += int(fields[11])
+        system += int(fields[12])
+    return user, system
 
 
 def cpu_busy(cpu: int) -> float:

@@ -207,12 +207,7 @@ class Server:
         """
         if not 0 <= weight <= 256:
             raise ValueError(f"weight {weight} out of range; allowed: 0-256")
-
-        def apply() -> None:
-            self.user_weight = weight
-            self._throttled()
-
-        self._change(apply)
+        self._rethrottle("user_weight", weight)
 
     def set_maxconn(self, maxconn: int) -> None:
         """
@@ -222,12 +217,7 @@ class Server:
         """
         if maxconn < 0:
             raise ValueError(f"maxconn {maxconn} out of range; allowed: 0 or more")
-
-        def apply() -> None:
-            self.user_maxconn = maxconn
-            self._throttled()
-
-        self._change(apply)
+        self._rethrottle("user_maxconn", maxconn)
 
     def set_throttle(self, percent: int) -> None:
         """
@@ -241,9 +231,16 @@ class Server:
         """
         if not 1 <= percent <= 100:
             raise ValueError(f"throttle {percent} out of range; allowed: 1-100")
+        self._rethrottle("throttle", percent)
+
+    def _rethrottle(self, name: str, value: int) -> None:
+        """
+        Set one of the inputs of the effective weight and limit, then
+        derive them again; the balancer and listeners hear of the change.
+        """
 
         def apply() -> None:
-            self.throttle = percent
+            setattr(self, name, value)
             self._throttled()
 
         self._change(apply)
