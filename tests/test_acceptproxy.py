@@ -25,7 +25,7 @@ from l4lb.tcp.stagelist import bind_stages
 from l4lb.tcp.stages import StageRejected
 from tests.relaykit import HalfCloseTransport, Relay
 
-TRUSTED = parse_networks(["127.0.0.0/8", "::1", "10.1.0.0/16"])
+TRUSTED = parse_networks(["127.0.0.0/16", "::1", "127.201.0.0/16"])
 V1 = v1_header(("192.0.2.7", 33333), ("198.51.100.1", 443))
 V2 = v2_header(("2001:db8::7", 44444), ("2001:db8::1", 8443), authority="a.example")
 
@@ -83,9 +83,9 @@ def test_stage_provides_the_interface() -> None:
 def test_trust_by_range_and_mapped_addresses() -> None:
     """Trusted peers are those in the ranges, IPv4-mapped IPv6 peers included."""
     stage = AcceptProxy(TRUSTED)
-    assert stage.trusts("127.0.0.1") and stage.trusts("10.1.200.3") and stage.trusts("::1")
-    assert stage.trusts("::ffff:10.1.0.9")
-    assert not stage.trusts("10.2.0.1") and not stage.trusts("::2") and not stage.trusts("unix")
+    assert stage.trusts("127.0.0.1") and stage.trusts("127.201.200.3") and stage.trusts("::1")
+    assert stage.trusts("::ffff:127.201.0.9")
+    assert not stage.trusts("127.202.0.1") and not stage.trusts("::2") and not stage.trusts("unix")
 
 
 @pytest.mark.parametrize("header", [V1, V2], ids=["v1", "v2"])
@@ -145,12 +145,12 @@ def test_untrusted_peer_is_not_read() -> None:
     data.
     """
     relay = Relay()
-    leg, _ = _accept(relay, "10.2.0.1")
+    leg, _ = _accept(relay, "127.202.0.1")
     assert relay.attempts() == [("127.0.10.1", 80)]
     _, server = relay.complete()
     leg.dataReceived(V1)
     assert server.value() == V1
-    assert leg.session.client_host == "10.2.0.1"
+    assert leg.session.client_host == "127.202.0.1"
 
 
 def test_malformed_header_closes_with_a_reason(events: List[Dict[str, Any]]) -> None:
@@ -198,10 +198,10 @@ def test_local_header_keeps_the_peer_address() -> None:
 
 def test_bind_stages_only_for_accept_proxy_binds() -> None:
     """Only a bind with accept-proxy gets the stage, trusting the frontend's ranges."""
-    spec = Frontend(name="fe", binds=(), default_backend="be", accept_proxy_from=("10.0.0.0/8",))
+    spec = Frontend(name="fe", binds=(), default_backend="be", accept_proxy_from=("127.192.0.0/10",))
     assert bind_stages(spec, BindSpec("tcp:80")) == []
     (stage,) = bind_stages(spec, BindSpec("tcp:81", accept_proxy=True))
-    assert isinstance(stage, AcceptProxy) and stage.trusts("10.9.9.9") and not stage.trusts("127.0.0.1")
+    assert isinstance(stage, AcceptProxy) and stage.trusts("127.201.9.9") and not stage.trusts("127.0.0.1")
 
 
 class _Session:

@@ -24,7 +24,7 @@ timeout connect = 5s
 timeout client = 50s
 timeout server = 50s
 [backend be]
-server a = 10.0.0.1:80
+server a = 127.0.0.1:80
 [frontend fe]
 default_backend = be
 """

@@ -165,8 +165,8 @@ def test_hash_independent_of_file_order(algorithm: str) -> None:
 def test_hash_key_addr(algorithm: str) -> None:
     """With hash-key addr, servers renamed but at the same addresses keep their clients."""
     key = (("hash-key", "addr"),)
-    one = backend(algorithm, [spec(n, options=key, address=f"10.0.0.{i}") for i, n in enumerate("abc", 1)])
-    other = backend(algorithm, [spec(n, options=key, address=f"10.0.0.{i}") for i, n in enumerate("xyz", 1)])
+    one = backend(algorithm, [spec(n, options=key, address=f"127.0.0.{i}") for i, n in enumerate("abc", 1)])
+    other = backend(algorithm, [spec(n, options=key, address=f"127.0.0.{i}") for i, n in enumerate("xyz", 1)])
     renamed = dict(zip("abc", "xyz"))
     for client in clients(200):
         assert renamed[one.pick(client).name] == other.pick(client).name  # type: ignore[union-attr]
@@ -174,14 +174,14 @@ def test_hash_key_addr(algorithm: str) -> None:
 
 def test_hash_keys() -> None:
     """Hash keys come from the name, the address or the address and port, as asked."""
-    base = server_hash_key(Server(spec("a", address="10.0.0.1")))
+    base = server_hash_key(Server(spec("a", address="127.0.0.1")))
     assert base == b"name:a"
-    assert server_hash_key(Server(spec("a", address="10.0.0.1", options=(("hash-key", "addr"),)))) == (
-        b"addr:\n\x00\x00\x01"
+    assert server_hash_key(Server(spec("a", address="127.0.0.1", options=(("hash-key", "addr"),)))) == (
+        b"addr:\x7f\x00\x00\x01"
     )
     assert server_hash_key(
-        Server(spec("a", address="10.0.0.1", port=443, options=(("hash-key", "addr-port"),)))
-    ) == b"addr-port:\n\x00\x00\x01\x01\xbb"
+        Server(spec("a", address="127.0.0.1", port=443, options=(("hash-key", "addr-port"),)))
+    ) == b"addr-port:\x7f\x00\x00\x01\x01\xbb"
 
 
 def test_client_hash_fixed() -> None:

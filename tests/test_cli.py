@@ -44,8 +44,8 @@ default_backend = layer4_backend
 
 [backend layer4_backend]
 balance = roundrobin
-server server1 = 192.168.1.101:80 check
-server server2 = 192.168.1.102:80 check inter 2000 rise 2 fall 3 weight 10
+server server1 = 127.168.1.101:80 check
+server server2 = 127.168.1.102:80 check inter 2000 rise 2 fall 3 weight 10
 """
 
 INVALID = """\
@@ -166,7 +166,7 @@ def test_check_resolves_names_with_the_reactor(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     """Host names are resolved by running the reactor's resolver; a failure is an error."""
-    text = VALID.replace("192.168.1.101", "app.internal").replace("192.168.1.102", "gone.internal")
+    text = VALID.replace("127.168.1.101", "app.internal").replace("127.168.1.102", "gone.internal")
     path = write(tmp_path, text)
     reactor = FakeReactor({"app.internal": "127.0.12.1"})
     assert main(["check", path], reactor=reactor) == 1

@@ -22,7 +22,7 @@ DONE = ConnectionDone()
 def tcp_record(**changes: object) -> ConnectionRecord:
     """The reference tcplog example as a record, with changes."""
     values: dict = dict(
-        client_host="10.0.1.2",
+        client_host="127.0.1.2",
         client_port=33313,
         accepted=1233922371.443,
         frontend="fnt",

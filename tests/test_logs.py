@@ -15,7 +15,7 @@ from l4lb.logs import ConnectionRecord, LogSink, format_date, format_tcplog
 
 def record(**changes: object) -> ConnectionRecord:
     values: dict = dict(
-        client_host="10.0.1.2",
+        client_host="127.0.1.2",
         client_port=33313,
         accepted=0.0,
         frontend="fnt",
@@ -47,7 +47,7 @@ def test_reference_example(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv("TZ")
         time.tzset()
     assert line == (
-        "10.0.1.2:33313 [06/Feb/2009:12:12:51.443] fnt bck/srv1 0/0/5007 212 --"
+        "127.0.1.2:33313 [06/Feb/2009:12:12:51.443] fnt bck/srv1 0/0/5007 212 --"
         " 0/0/0/0/3 0/0"
     )
 

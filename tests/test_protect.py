@@ -49,10 +49,10 @@ def test_ipv4_ranges_match_their_addresses_only() -> None:
     An address is in the set when it is in one of its ranges, the first and
     last addresses included.
     """
-    s = AddressSet.from_texts(["10.0.0.0/8", "192.168.1.7", "172.16.0.0/12"])
-    assert "10.0.0.0" in s and "10.255.255.255" in s and "192.168.1.7" in s
-    assert "11.0.0.0" not in s and "192.168.1.8" not in s and "9.255.255.255" not in s
-    assert "172.31.255.255" in s and "172.32.0.0" not in s
+    s = AddressSet.from_texts(["127.16.0.0/12", "127.200.1.7", "127.64.0.0/10"])
+    assert "127.16.0.0" in s and "127.31.255.255" in s and "127.200.1.7" in s
+    assert "127.32.0.0" not in s and "127.200.1.8" not in s and "127.15.255.255" not in s
+    assert "127.127.255.255" in s and "127.128.0.0" not in s
 
 
 def test_ipv6_ranges_match_and_do_not_mix_with_ipv4() -> None:
@@ -71,11 +71,11 @@ def test_mapped_addresses_match_ipv4_ranges() -> None:
     An IPv4-mapped IPv6 client (a dual-stack socket's view of an IPv4
     client) is matched as its IPv4 address, and a mapped range as IPv4.
     """
-    s = AddressSet.from_texts(["10.0.0.0/8", "::ffff:192.168.0.0/112"])
-    assert "::ffff:10.1.2.3" in s
-    assert "192.168.3.4" in s and "::ffff:192.168.3.4" in s
-    assert "::ffff:11.1.2.3" not in s
-    assert address_key("::ffff:10.0.0.1") == (4, 0x0A000001)
+    s = AddressSet.from_texts(["127.16.0.0/12", "::ffff:127.200.0.0/112"])
+    assert "::ffff:127.17.2.3" in s
+    assert "127.200.3.4" in s and "::ffff:127.200.3.4" in s
+    assert "::ffff:127.32.2.3" not in s
+    assert address_key("::ffff:127.0.0.1") == (4, 0x7F000001)
 
 
 def test_not_an_address_is_in_nothing() -> None:
@@ -92,9 +92,9 @@ def test_overlapping_ranges_are_merged() -> None:
     Overlapping and adjacent ranges become one, and matching still follows
     their union.
     """
-    s = AddressSet.from_texts(["10.0.0.0/24", "10.0.1.0/24", "10.0.0.128/25", "10.0.3.0/24"])
+    s = AddressSet.from_texts(["127.0.0.0/24", "127.0.1.0/24", "127.0.0.128/25", "127.0.3.0/24"])
     assert len(s.v4_starts) == 2
-    assert "10.0.1.255" in s and "10.0.2.0" not in s and "10.0.3.1" in s
+    assert "127.0.1.255" in s and "127.0.2.0" not in s and "127.0.3.1" in s
 
 
 def test_matching_agrees_with_ipaddress_on_random_lists() -> None:
@@ -117,8 +117,8 @@ def test_union_holds_both() -> None:
     """
     The union of two sets holds the ranges of each.
     """
-    s = AddressSet.from_texts(["10.0.0.0/8"]).union(AddressSet.from_texts(["::1"]))
-    assert "10.1.1.1" in s and "::1" in s and s.count == 2
+    s = AddressSet.from_texts(["127.0.0.0/8"]).union(AddressSet.from_texts(["::1"]))
+    assert "127.1.1.1" in s and "::1" in s and s.count == 2
 
 
 # -- the stick table ------------------------------------------------------
@@ -265,7 +265,7 @@ def test_stage_provides_the_interface() -> None:
     """
     The source stage is an L{IClientStage}.
     """
-    assert verifyObject(IClientStage, stage_for(["reject if src 10.0.0.0/8"]))
+    assert verifyObject(IClientStage, stage_for(["reject if src 127.0.0.0/8"]))
 
 
 def test_first_matching_rule_decides_and_default_is_accept() -> None:
@@ -274,9 +274,9 @@ def test_first_matching_rule_decides_and_default_is_accept() -> None:
     no rule matches is accepted.
     """
     clock = Clock()
-    stage = stage_for(["accept if src 10.1.0.0/16", "reject if src 10.0.0.0/8"])
-    assert decide(stage, "10.1.2.3", clock) is not None
-    assert decide(stage, "10.2.2.3", clock) is None
+    stage = stage_for(["accept if src 127.1.0.0/16", "reject if src 127.0.0.0/8"])
+    assert decide(stage, "127.1.2.3", clock) is not None
+    assert decide(stage, "127.2.2.3", clock) is None
     assert decide(stage, "11.0.0.1", clock) is not None
 
 
@@ -303,13 +303,13 @@ def test_conn_cur_limit_lets_n_connections_through() -> None:
     """
     clock = Clock()
     stage = stage_for(["reject if { src_conn_cur ge 2 }"], StickTable(100, 30.0, 10.0))
-    first = decide(stage, "10.0.0.1", clock)
-    second = decide(stage, "10.0.0.1", clock)
+    first = decide(stage, "127.0.0.1", clock)
+    second = decide(stage, "127.0.0.1", clock)
     assert first is not None and second is not None
-    assert decide(stage, "10.0.0.1", clock) is None
-    assert decide(stage, "10.0.0.2", clock) is not None
+    assert decide(stage, "127.0.0.1", clock) is None
+    assert decide(stage, "127.0.0.2", clock) is not None
     first.end()
-    assert decide(stage, "10.0.0.1", clock) is not None
+    assert decide(stage, "127.0.0.1", clock) is not None
 
 
 def test_conn_rate_limit_over_the_period() -> None:
@@ -320,11 +320,11 @@ def test_conn_rate_limit_over_the_period() -> None:
     """
     clock = Clock()
     stage = stage_for(["reject if { src_conn_rate ge 3 }"], StickTable(100, 60.0, 10.0))
-    results = [decide(stage, "10.0.0.1", clock) is not None for _ in range(5)]
+    results = [decide(stage, "127.0.0.1", clock) is not None for _ in range(5)]
     assert results == [True, True, True, False, False]
-    assert decide(stage, "10.0.0.9", clock) is not None
+    assert decide(stage, "127.0.0.9", clock) is not None
     clock.advance(20)
-    assert decide(stage, "10.0.0.1", clock) is not None
+    assert decide(stage, "127.0.0.1", clock) is not None
 
 
 def test_counter_rules_need_a_tracked_source() -> None:
@@ -334,11 +334,11 @@ def test_counter_rules_need_a_tracked_source() -> None:
     """
     clock = Clock()
     table = StickTable(100, 30.0, 10.0)
-    stage = stage_for(["accept if src 10.9.0.0/16", "reject if { src_conn_cur ge 1 }"], table)
+    stage = stage_for(["accept if src 127.9.0.0/16", "reject if { src_conn_cur ge 1 }"], table)
     assert decide(stage, "unix", clock) is not None
     assert decide(stage, "unix", clock) is not None
-    assert decide(stage, "10.9.0.1", clock) is not None
-    assert decide(stage, "10.9.0.1", clock) is not None
+    assert decide(stage, "127.9.0.1", clock) is not None
+    assert decide(stage, "127.9.0.1", clock) is not None
     assert table.used == 1
 
 
@@ -360,7 +360,7 @@ def test_rule_objects_compare_equal_when_parsed_twice() -> None:
     A rule parsed twice is equal to itself (configurations compare by
     value).
     """
-    assert parse_rule("reject if src 10.0.0.0/8", 3) == parse_rule("reject  if src 10.0.0.0/8", 3)
+    assert parse_rule("reject if src 127.0.0.0/8", 3) == parse_rule("reject  if src 127.0.0.0/8", 3)
     assert isinstance(parse_rule("accept if src ::1"), SourceRule)
 
 

@@ -97,7 +97,7 @@ def test_show_table_of_a_frontend_without_one_is_an_error() -> None:
     C{show table NAME} for a frontend without a stick table answers with an
     error line.
     """
-    _, commands, _ = make("reject if src 10.0.0.0/8")
+    _, commands, _ = make("reject if src 127.200.0.0/16")
     assert commands.run("show table") == ""
     with pytest.raises(CommandError, match="No stick table on frontend 'fe'"):
         commands.run("show table fe")

@@ -31,8 +31,8 @@ MAX6 = "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff"
 def test_v1_tcp4_matches_the_specification_example() -> None:
     """An IPv4 connection gives the specification's TCP4 line."""
     assert (
-        v1_header(("192.168.0.1", 56324), ("192.168.0.11", 443))
-        == b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n"
+        v1_header(("127.168.0.1", 56324), ("127.168.0.11", 443))
+        == b"PROXY TCP4 127.168.0.1 127.168.0.11 56324 443\r\n"
     )
 
 
@@ -54,8 +54,8 @@ def test_v1_tcp6_uses_the_short_form() -> None:
 def test_v1_unknown_for_non_ip_addresses() -> None:
     """A UNIX socket peer or a missing address gives PROXY UNKNOWN."""
     assert v1_header(("unix", 0), ("127.0.0.1", 80)) == b"PROXY UNKNOWN\r\n"
-    assert v1_header(("10.0.0.1", 1), None) == b"PROXY UNKNOWN\r\n"
-    assert v1_header(("10.0.0.1", 70000), ("10.0.0.2", 80)) == b"PROXY UNKNOWN\r\n"
+    assert v1_header(("127.0.0.1", 1), None) == b"PROXY UNKNOWN\r\n"
+    assert v1_header(("127.0.0.1", 70000), ("127.0.0.2", 80)) == b"PROXY UNKNOWN\r\n"
 
 
 def test_mixed_families_are_written_as_ipv6() -> None:
@@ -77,14 +77,14 @@ def test_ipv4_clients_of_a_dual_stack_socket_are_ipv4() -> None:
 
 def test_v2_tcp4_layout_field_by_field() -> None:
     """A TCP over IPv4 header has the signature, 0x21, 0x11, length 12 and the addresses."""
-    header = v2_header(("192.168.0.1", 56324), ("192.168.0.11", 443))
+    header = v2_header(("127.168.0.1", 56324), ("127.168.0.11", 443))
     assert len(header) == 28
     assert header[:12] == b"\x0d\x0a\x0d\x0a\x00\x0d\x0a\x51\x55\x49\x54\x0a" == V2_SIGNATURE
     assert header[12] == 0x21
     assert header[13] == 0x11
     assert struct.unpack("!H", header[14:16]) == (12,)
-    assert header[16:20] == bytes([192, 168, 0, 1])
-    assert header[20:24] == bytes([192, 168, 0, 11])
+    assert header[16:20] == bytes([127, 168, 0, 1])
+    assert header[20:24] == bytes([127, 168, 0, 11])
     assert struct.unpack("!HH", header[24:28]) == (56324, 443)
 
 
@@ -101,7 +101,7 @@ def test_v2_tcp6_layout_field_by_field() -> None:
 
 def test_v2_authority_tlv_carries_the_server_name() -> None:
     """A known SNI is appended as a PP2_TYPE_AUTHORITY record counted in the length."""
-    header = v2_header(("10.0.0.1", 1), ("10.0.0.2", 2), authority="db.example.com")
+    header = v2_header(("127.0.0.1", 1), ("127.0.0.2", 2), authority="db.example.com")
     assert struct.unpack("!H", header[14:16]) == (12 + 3 + 14,)
     assert header[28:31] == b"\x02\x00\x0e"
     assert header[31:] == b"db.example.com"

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from l4lb.proxyproto import V2_SIGNATURE, tlv, v1_header, v2_header
 from l4lb.tcp.proxyread import MAX_V2, InvalidHeader, ProxyHeader, read_header
 
-V1 = b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n"
+V1 = b"PROXY TCP4 127.168.0.1 127.168.0.11 56324 443\r\n"
 V1_6 = b"PROXY TCP6 2001:db8::1 2001:db8::2 1 65535\r\n"
 V2 = v2_header(("192.0.2.1", 40000), ("198.51.100.1", 443), authority="db.example")
 V2_6 = v2_header(("2001:db8::1", 1), ("::1", 2))
@@ -24,7 +24,7 @@ V2_6 = v2_header(("2001:db8::1", 1), ("::1", 2))
 def test_v1_whole() -> None:
     """A v1 line gives its addresses and its length; what follows is left."""
     assert read_header(V1 + b"GET /") == ProxyHeader(
-        1, len(V1), ("192.168.0.1", 56324), ("192.168.0.11", 443)
+        1, len(V1), ("127.168.0.1", 56324), ("127.168.0.11", 443)
     )
     assert read_header(V1_6) == ProxyHeader(1, len(V1_6), ("2001:db8::1", 1), ("2001:db8::2", 65535))
 
@@ -97,12 +97,12 @@ def test_invalid_headers_say_why(data: bytes, words: str) -> None:
 
 def test_largest_v2_header_is_read() -> None:
     """A v2 header of exactly the largest size read is accepted (TLVs ignored)."""
-    block = struct.pack("!4s4sHH", b"\x0a\x00\x00\x01", b"\x0a\x00\x00\x02", 1, 2)
+    block = struct.pack("!4s4sHH", b"\x7f\x00\x00\x01", b"\x7f\x00\x00\x02", 1, 2)
     filler = tlv(0x04, b"\x00" * (MAX_V2 - 16 - len(block) - 3))
     header = V2_SIGNATURE + b"\x21\x11" + struct.pack("!H", len(block) + len(filler)) + block + filler
     assert len(header) == MAX_V2
     parsed = read_header(header)
-    assert parsed is not None and parsed.source == ("10.0.0.1", 1)
+    assert parsed is not None and parsed.source == ("127.0.0.1", 1)
 
 
 def _outcome(data: bytes) -> str:

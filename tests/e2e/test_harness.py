@@ -46,10 +46,10 @@ def test_parse_reference_line() -> None:
     The tcplog example of HAProxy's manual parses into its fields.
     """
     r = parse_tcplog(
-        "10.0.1.2:33313 [06/Feb/2009:12:12:51.443] fnt bck/srv1 0/0/5007 212 -- 0/0/0/0/3 0/0"
+        "127.0.1.2:33313 [06/Feb/2009:12:12:51.443] fnt bck/srv1 0/0/5007 212 -- 0/0/0/0/3 0/0"
     )
     assert r is not None
-    assert (r.client_ip, r.client_port) == ("10.0.1.2", 33313)
+    assert (r.client_ip, r.client_port) == ("127.0.1.2", 33313)
     assert r.accept_date == "06/Feb/2009:12:12:51.443"
     assert (r.frontend, r.backend, r.server) == ("fnt", "bck", "srv1")
     assert (r.tw, r.tc, r.tt, r.bytes) == (0, 0, 5007, 212)

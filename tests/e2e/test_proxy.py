@@ -164,7 +164,7 @@ def test_accept_proxy_ignores_an_untrusted_peer(
         balancers,
         "send-proxy",
         bind="accept-proxy",
-        **{"accept-proxy-from": "10.0.0.0/8"},
+        **{"accept-proxy-from": "127.200.0.0/16"},
     )
     line = b"PROXY TCP4 203.0.113.5 198.51.100.9 4444 443\r\n"
     echoed, client_port = _exchange(fe.port, b"", line)
