@@ -20,7 +20,8 @@ import os
 import signal
 import socket
 import sys
-from typing import Any, Dict, List, Optional, Tuple
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import attr
 from twisted.internet.defer import Deferred
@@ -39,7 +40,7 @@ from l4lb.tcp.accept import accept_directly
 from l4lb.tcp.frontend import FrontendFactory
 from l4lb.tcp.stagelist import bind_stages
 from l4lb.tcp.tls import listening_factory
-from l4lb.workers import REACTOR_NAME, commands, counters, nonblocking_adoption
+from l4lb.workers import REACTOR_NAME, commands, counters
 
 _log = Logger(namespace="l4lb")
 
@@ -121,6 +122,30 @@ class WorkerService(BalancerService):
         Accept once the main process has sent the servers' state.
         """
         self.begun.addCallback(lambda _: BalancerService._open(self))
+
+
+@contextmanager
+def nonblocking_adoption() -> Iterator[None]:
+    """
+    Adopt descriptors into the reactor inside this block: socket objects
+    made in it wrap their descriptor in non-blocking mode.
+
+    Twisted's C{adoptStreamPort} and C{adoptStreamConnection} expect a
+    non-blocking descriptor and wrap it in a new C{socket.socket}.  Where
+    the default timeout is C{None}, PyPy's socket objects (unlike
+    CPython's) set what they wrap to blocking mode.  The mode belongs to
+    the open file, which the main process and every worker share: a
+    listener left blocking, even for a moment, can stop a worker in
+    C{accept} once the queue is empty.  A default timeout of 0 makes the
+    wrapping leave the descriptor non-blocking on both interpreters; a
+    worker changes it while it starts, before any other thread runs.
+    """
+    previous = socket.getdefaulttimeout()
+    socket.setdefaulttimeout(0.0)
+    try:
+        yield
+    finally:
+        socket.setdefaulttimeout(previous)
 
 
 def apply_server_state(

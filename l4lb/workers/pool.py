@@ -21,7 +21,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
-from l4lb.workers import REACTOR_NAME, commands, counters, nonblocking_adoption
+from l4lb.workers import REACTOR_NAME, commands, counters
 
 _log = Logger(namespace="l4lb")
 
@@ -238,13 +238,17 @@ class WorkerPool(Service):
         worker.pid = worker.process.pid
         channel = WorkerChannel(worker)
         try:
-            # Each end is an open file of its own: the worker's end is
-            # made non-blocking when the worker adopts it.
-            ours.setblocking(False)
-            with nonblocking_adoption():
-                self.reactor.adoptStreamConnection(
-                    ours.fileno(), socket.AF_UNIX, Factory.forProtocol(lambda: channel)
-                )
+            self.reactor.adoptStreamConnection(
+                ours.fileno(), socket.AF_UNIX, Factory.forProtocol(lambda: channel)
+            )
+            # Each end of the pair is an open file of its own, so this one
+            # is shared with no other process: making it non-blocking after
+            # the adoption (which PyPy's socket objects leave blocking)
+            # leaves no window, and spares this process, where other
+            # threads may make sockets, a change of the default timeout
+            # (l4lb.workers.child.nonblocking_adoption; the worker's end is
+            # adopted that way).
+            os.set_blocking(ours.fileno(), False)
         finally:
             ours.close()
         worker.channel = channel

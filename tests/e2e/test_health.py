@@ -13,7 +13,7 @@ import re
 import socket
 import time
 from pathlib import Path
-from typing import List, Optional
+from typing import Any, List, Optional, Tuple
 
 from .backends import AgentServer, EchoOnPort, EchoServer, RedisLike
 from .conftest import BalancerFactory, StartServer
@@ -37,6 +37,28 @@ SLACK = 1.5
 def frontend(backend: BackendSection) -> FrontendSection:
     """A frontend on a free port in front of C{backend}."""
     return FrontendSection("fe", "127.0.0.1", free_port(), backend.name)
+
+
+def checked_pair(
+    servers: StartServer, balancers: BalancerFactory, s1_options: str, s2_options: str, **start: Any
+) -> Tuple[EchoOnPort, int, FrontendSection, Balancer]:
+    """
+    l4lb in front of s1 (which can be stopped and started again on its
+    port) and s2, with these server options.
+
+    @return: s1, its port, the frontend and the balancer.
+    """
+    s1 = servers(EchoOnPort("s1"))
+    s2 = servers(EchoServer("s2"))
+    be = BackendSection(
+        "be",
+        [
+            ServerLine("s1", "127.0.0.1", s1.port, s1_options),
+            ServerLine("s2", "127.0.0.1", s2.port, s2_options),
+        ],
+    )
+    fe = frontend(be)
+    return s1, s1.port, fe, balancers.start([fe], [be], **start)
 
 
 def wait_line(lb: Balancer, pattern: str, after: int = 0, timeout: float = 10.0) -> str:
@@ -78,15 +100,7 @@ def test_stopped_server_goes_down_and_comes_back(
     servers: StartServer, balancers: BalancerFactory
 ) -> None:
     """A stopped server is marked DOWN within fall x inter + one check timeout and gets no connection after; started again on its port it is UP again after rise x inter and gets connections."""
-    s1 = servers(EchoOnPort("s1"))
-    s2 = servers(EchoServer("s2"))
-    port = s1.port
-    be = BackendSection(
-        "be",
-        [ServerLine("s1", "127.0.0.1", port, CHECKS), ServerLine("s2", "127.0.0.1", s2.port, CHECKS)],
-    )
-    fe = frontend(be)
-    lb = balancers.start([fe], [be])
+    s1, port, fe, lb = checked_pair(servers, balancers, CHECKS, CHECKS)
     assert {echo_once(fe.port).server for _ in range(4)} == {"s1", "s2"}
 
     s1.stop()
@@ -115,19 +129,14 @@ def test_server_back_with_slowstart_gets_a_small_share_at_first(
     servers: StartServer, balancers: BalancerFactory, tmp_path: Path
 ) -> None:
     """A server with slowstart 60s that comes back UP starts at 1% of its weight: its twin takes nearly every new connection, and show stat reports the throttle, the reduced weight and the full user weight."""
-    s1 = servers(EchoOnPort("s1"))
-    s2 = servers(EchoServer("s2"))
-    port = s1.port
-    be = BackendSection(
-        "be",
-        [
-            ServerLine("s1", "127.0.0.1", port, f"{CHECKS} weight 100 slowstart 60s"),
-            ServerLine("s2", "127.0.0.1", s2.port, f"{CHECKS} weight 100"),
-        ],
-    )
-    fe = frontend(be)
     admin = os.path.join(str(tmp_path), "admin.sock")
-    lb = balancers.start([fe], [be], global_={"stats socket": admin})
+    s1, port, fe, lb = checked_pair(
+        servers,
+        balancers,
+        f"{CHECKS} weight 100 slowstart 60s",
+        f"{CHECKS} weight 100",
+        global_={"stats socket": admin},
+    )
     # At start nothing warms up: both servers share evenly.
     assert sorted(echo_once(fe.port).server for _ in range(4)) == ["s1", "s1", "s2", "s2"]
     assert show_stat(admin)[("be", "s1")]["throttle"] == ""
