@@ -146,6 +146,90 @@ def test_responses_count_several_replies() -> None:
     assert rig.frontend.current == 0
 
 
+def test_responses_are_counted_per_client_datagram() -> None:
+    """With udp-responses 1, two queries in flight from one client port keep the session until both are answered, and both answers reach the client."""
+    rig = UdpRig(responses=1)
+    rig.send(b"q-a", A)
+    rig.send(b"q-aaaa", A)
+    port = rig.server_port("s1")
+    assert [d for d, _ in port.written] == [b"q-a", b"q-aaaa"]
+    port.reply(b"r-aaaa")
+    assert rig.frontend.current == 1
+    assert not port.closed
+    port.reply(b"r-a")
+    assert rig.replies() == [(b"r-aaaa", A), (b"r-a", A)]
+    assert port.closed
+    assert rig.frontend.current == 0
+    assert " fe be/s1 0 2/9 2/9 0 -- responses 0/0/0" in rig.sink.lines[0]
+
+
+def test_a_query_sent_after_a_reply_is_waited_for_too() -> None:
+    """A client datagram that arrives between two replies is owed its own reply before the session ends."""
+    rig = UdpRig(responses=1)
+    rig.send(b"1", A)
+    rig.send(b"2", A)
+    port = rig.server_port("s1")
+    port.reply(b"r1")
+    rig.send(b"3", A)
+    port.reply(b"r2")
+    assert rig.frontend.current == 1
+    port.reply(b"r3")
+    assert rig.frontend.current == 0
+    assert [d for d, _ in rig.replies()] == [b"r1", b"r2", b"r3"]
+    assert len(rig.reactor.ports) == 2  # one session socket for the three queries
+    assert " 3/3 3/6 0 -- responses " in rig.sink.lines[0]
+
+
+def test_several_responses_per_datagram_in_flight() -> None:
+    """With udp-responses 2 and two datagrams in flight, the session ends at the fourth reply, not the second."""
+    rig = UdpRig(responses=2)
+    rig.send(b"1", A)
+    rig.send(b"2", A)
+    port = rig.server_port("s1")
+    for i in range(3):
+        port.reply(b"r%d" % i)
+        assert rig.frontend.current == 1
+    port.reply(b"r3")
+    assert rig.frontend.current == 0
+    assert len(rig.replies()) == 4
+
+
+def test_retired_session_ends_once_its_datagrams_are_answered() -> None:
+    """With udp-requests 2 and udp-responses 1, the retired session relays both replies before it ends; the client's next datagram has its own session."""
+    rig = UdpRig(requests=2, responses=1)
+    for data in (b"1", b"2", b"3"):
+        rig.send(data, A)
+    first, second = [p for p in rig.reactor.ports if p.connected_to is not None]
+    first.reply(b"r1")
+    assert not first.closed
+    second.reply(b"r3")
+    assert second.closed
+    first.reply(b"r2")
+    assert first.closed
+    assert [d for d, _ in rig.replies()] == [b"r1", b"r3", b"r2"]
+    assert rig.frontend.current == 0
+    assert all(" -- responses " in line for line in rig.sink.lines)
+
+
+def test_unanswered_datagram_ends_at_the_idle_timeout() -> None:
+    """A session whose second datagram is never answered stays until timeout udp and is logged sD unanswered (the server is blamed), with the counts it relayed."""
+    rig = UdpRig(responses=1, timeout=10.0)
+    rig.send(b"1", A)
+    rig.send(b"2", A)
+    rig.server_port("s1").reply(b"r1")
+    rig.reactor.advance(10.0)
+    assert rig.frontend.current == 0
+    assert " 2/2 1/2 0 sD unanswered " in rig.sink.lines[0]
+
+
+def test_answered_session_without_reply_count_ends_idle() -> None:
+    """Without udp-responses, a session that goes quiet is the client's normal end: cD idle, even if the server never answered."""
+    rig = UdpRig(timeout=10.0)
+    rig.send(b"1", A)
+    rig.reactor.advance(10.0)
+    assert " 1/1 0/0 0 cD idle " in rig.sink.lines[0]
+
+
 def test_per_packet_balancing() -> None:
     """With udp-requests 1 each datagram of one client picks again, and every reply still gets back."""
     rig = UdpRig(requests=1)

@@ -7,8 +7,13 @@ picks a server through the backend's balancer, with the client's IP address
 as the key of hashing algorithms, and opens a socket connected to it; later
 datagrams from that address go the same way until the session ends:
 
-    - C{timeout udp} of silence in both directions (C{cD idle});
-    - C{udp-responses} replies from the server (C{-- responses});
+    - C{timeout udp} of silence in both directions (C{cD idle}, or
+      C{sD unanswered} while the server still owes C{udp-responses}
+      replies);
+    - every datagram from the client has had its C{udp-responses} replies
+      from the server, counted per datagram as nginx's C{proxy_responses}
+      does, so that a query still in flight keeps the session for its
+      answer (C{-- responses});
     - evicted, as the least recently active session, to make room for a new
       one at C{maxsessions} (C{PD evicted});
     - the server answered ICMP port unreachable (C{SC refused}); the
@@ -19,7 +24,8 @@ datagrams from that address go the same way until the session ends:
 
 With C{udp-requests N}, a session stops taking datagrams after the client's
 Nth: the next one starts a new session, with a new pick, while the old one
-still relays replies until it ends.
+still relays replies until it ends (with C{udp-responses} too, once its N
+datagrams have had their replies).
 
 One timer per frontend expires idle sessions: it fires when the least
 recently active session would expire and is re-armed for the next one, so
@@ -96,7 +102,8 @@ class UdpFrontend:
     @ivar listeners: The protocols of its bound ports.
     @ivar counters: Totals of its ended sessions and of datagrams dropped
         before a session existed; see L{snapshot}.
-    @ivar max_responses: C{udp-responses} (0: no limit).
+    @ivar max_responses: C{udp-responses}, replies expected per client
+        datagram (0: no limit).
     @ivar max_requests: C{udp-requests} (0: no limit).
     """
 
@@ -218,7 +225,7 @@ class UdpFrontend:
         active one.
         """
         for session in self.table.expire(now):
-            self._end(session, udplog.IDLE)
+            self._end(session, session.idle_end())
         if not self.table.full:
             return
         oldest = self.table.oldest()
@@ -245,7 +252,8 @@ class UdpFrontend:
 
     def responses_reached(self, session: UdpSession) -> None:
         """
-        The server sent C{udp-responses} replies: end the session.
+        The server sent C{udp-responses} replies for each datagram the
+        client sent in this session: end the session.
         """
         self._end(session, udplog.RESPONSES)
 
@@ -381,7 +389,7 @@ class UdpFrontend:
         """
         expired = self.table.expire(now)
         for session in expired:
-            self._end(session, udplog.IDLE)
+            self._end(session, session.idle_end())
         return len(expired)
 
     def _warn(self, now: float, kind: str, message: str) -> None:

@@ -18,9 +18,15 @@ import attr
 
 from l4lb.logs import format_date
 
-#: Termination states and reasons: (state, reason).
+#: Termination states and reasons: (state, reason).  C{-- responses}: every
+#: datagram from the client had its C{udp-responses} replies, so the line's
+#: C{%dgout} is C{udp-responses} times its C{%dgin}.
 RESPONSES = ("--", "responses")
 IDLE = ("cD", "idle")
+#: The session went idle while the server still owed replies to some of the
+#: client's datagrams (C{udp-responses}): the server is blamed, as HAProxy
+#: blames a server that leaves data unanswered (C{sD}).
+UNANSWERED = ("sD", "unanswered")
 EVICTED = ("PD", "evicted")
 REFUSED = ("SC", "refused")
 DOWN = ("DD", "down")

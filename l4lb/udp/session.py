@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, Optional, Tuple
 from twisted.internet.error import MessageLengthError
 from twisted.internet.protocol import DatagramProtocol
 
+from l4lb.udp import log as udplog
+
 if TYPE_CHECKING:
     from l4lb.pool import Server
     from l4lb.udp.frontend import Listener, UdpFrontend
@@ -75,6 +77,9 @@ class UdpSession:
         that it can be sent to another server if this one refuses it.
     @ivar tried: Servers that refused this client's datagram already.
     @ivar ended: Whether it has ended.
+    @ivar max_responses: Replies expected for each datagram from the
+        client (C{udp-responses}; 0: no limit): the session ends once
+        C{datagrams_out} reaches C{max_responses * datagrams_in}.
     """
 
     __slots__ = (
@@ -161,8 +166,22 @@ class UdpSession:
             self._reply(datagram, self.client)
         except SEND_ERRORS:
             self.dropped += 1
-        if self.max_responses and self.datagrams_out >= self.max_responses:
+        max_responses = self.max_responses
+        if max_responses and self.datagrams_out >= max_responses * self.datagrams_in:
+            # Every datagram from the client has had its replies; one still
+            # in flight keeps the session open for its own.
             frontend.responses_reached(self)
+
+    def idle_end(self) -> Tuple[str, str]:
+        """
+        How a session that went idle is logged: C{sD unanswered} when the
+        server still owes C{udp-responses} replies to the client's
+        datagrams, C{cD idle} otherwise.
+        """
+        owed = self.max_responses * self.datagrams_in
+        if owed and self.datagrams_out < owed:
+            return udplog.UNANSWERED
+        return udplog.IDLE
 
     def kill(self, termination: str = "KD") -> None:
         """

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterator, List, Optional
 
 import pytest
+from twisted.names import dns
 
 from .conftest import BalancerFactory
 from .harness import Balancer, BackendSection, FrontendSection, ServerLine, free_port, wait_until
@@ -144,6 +145,33 @@ def test_dns_queries_are_all_answered_and_spread(
     assert {r["termination"] + " " + r["reason"] for r in records} == {"-- responses"}
     assert {r["server"] for r in records} == {"ns1", "ns2"}
     assert all(r["dgin"] == "1" and r["dgout"] == "1" for r in records)
+
+
+def test_queries_in_flight_from_one_port_are_all_answered(
+    balancers: BalancerFactory, dns_servers: List[DnsServer]
+) -> None:
+    """With udp-responses 1, two queries sent at once from one client port (as glibc sends A and AAAA) both get their answers, in one session."""
+    lb, port = start_dns_balancer(balancers, dns_servers)
+    for client in range(10):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(2)
+            for qid in (1, 2):
+                message = dns.Message(id=qid, recDes=True)
+                message.addQuery(f"c{client}-{qid}.example.com", dns.A)
+                s.sendto(message.toStr(), ("127.0.0.1", port))
+            answered = set()
+            for _ in range(2):
+                try:
+                    data, _ = s.recvfrom(4096)
+                except socket.timeout:
+                    break
+                reply = dns.Message()
+                reply.fromStr(data)
+                answered.add(reply.id)
+            assert answered == {1, 2}, f"client {client}: answers to {sorted(answered)} only"
+    assert wait_until(lambda: len(udp_records(lb)) >= 10, 10), lb.output()
+    records = udp_records(lb)
+    assert [(r["dgin"], r["dgout"], r["reason"]) for r in records] == [("2", "2", "responses")] * 10
 
 
 def test_dig_queries_are_all_answered_and_spread(
