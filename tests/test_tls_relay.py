@@ -1,25 +1,32 @@
 """
 Tests for TLS towards servers in L{l4lb.tcp.relay}: the session counts a
 TLS server as connected only after a verified handshake, and a failed
-handshake is a failed connection attempt, retried and counted.  The TLS
-peers talk in memory (L{twisted.test.iosim}), driven by a L{Clock}.
+handshake is a failed connection attempt, retried and counted; and TLS
+legs (on a bind with C{ssl crt}, and towards servers) half-close in each
+direction as TCP legs do.  The TLS peers talk in memory
+(L{twisted.test.iosim}, and Python's C{ssl} through L{tests.tlspeerkit}),
+driven by a L{Clock}.
 """
 
 from __future__ import annotations
 
+import ssl
 from typing import Any, Iterator, List, Tuple
 
 import pytest
+from twisted.internet import error
 from twisted.internet.address import IPv4Address
 from twisted.internet.protocol import Factory, Protocol
 from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python.failure import Failure
 from twisted.test.iosim import FakeTransport, IOPump, connect
 
 from l4lb.config.model import ServerSpec, Timeouts
 from l4lb.tcp.relay import Session, TlsServerLeg
-from l4lb.tcp.tls import attach_tls, server_options
+from l4lb.tcp.tls import attach_tls, server_options, tls_factory
 from tests.relaykit import Relay
 from tests.tlskit import Pki, make_pki
+from tests.tlspeerkit import TlsPeer, Wire, client_context, server_context, exchange
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +191,211 @@ def test_client_leaving_during_handshake_aborts_it(pki: Pki) -> None:
     protocol.connectionLost(Exception("aborted"))  # type: ignore[arg-type]
     assert relay.backend.servers[0].failed_connects == 0
     assert " CC " in relay.sink.lines[-1]
+
+
+# -- half-close over TLS --------------------------------------------------------
+
+DONE = Failure(error.ConnectionDone())
+
+
+def fields(line: str) -> List[str]:
+    return line.split(" ")
+
+
+def tls_client(
+    relay: Relay, pki: Pki, version: ssl.TLSVersion = ssl.TLSVersion.MAXIMUM_SUPPORTED
+) -> Tuple[TlsPeer, Any]:
+    """
+    Accept a TLS client on a bind with C{ssl crt}; return the client and
+    the session's client leg.
+
+    @param version: The highest TLS version the client offers.
+    """
+    factory = tls_factory(server_options(pki.server), False, relay.factory, relay.reactor)
+    addr = IPv4Address("TCP", "127.0.0.1", 40001)
+    protocol = factory.buildProtocol(addr)
+    wire = Wire(relay.reactor, addr)
+    wire.attach(protocol)
+    context = client_context(pki.ca)
+    context.maximum_version = version
+    return TlsPeer(wire, context, server_hostname="db.internal"), protocol.wrappedProtocol
+
+
+def tls_server(relay: Relay, pki: Pki) -> Tuple[TlsPeer, Any]:
+    """
+    Let the last connection attempt reach a TLS server; return the server
+    and the session's server leg.
+    """
+    host, port, factory = relay.reactor.tcpClients[-1][:3]
+    addr = IPv4Address("TCP", host, port)
+    protocol = factory.buildProtocol(addr)
+    wire = Wire(relay.reactor, addr)
+    wire.attach(protocol)
+    return TlsPeer(wire, server_context(pki.server), server_side=True), protocol.wrappedProtocol
+
+
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3])
+def test_client_close_notify_shuts_the_server_write_half_and_the_reply_follows(
+    pki: Pki, version: ssl.TLSVersion
+) -> None:
+    """A TLS client's close_notify is an end of stream (with TLS 1.2 as
+    with 1.3): the plain server gets a FIN, the client gets no
+    close_notify yet, the server's reply reaches the client, and only the
+    server's own end brings l4lb's close_notify and the close; the log
+    counts the reply and says --."""
+    relay = Relay()
+    client, leg = tls_client(relay, pki, version)
+    server, st = relay.complete()
+    exchange(relay.reactor, client)
+    assert client.handshaken and client.tls.version() == version.name.replace("_", ".")
+    client.send(b"hello-tls\n")
+    client.shut()
+    exchange(relay.reactor, client)
+    assert st.value() == b"hello-tls\n"
+    assert st.write_closed and not st.disconnecting
+    assert not client.close_notify and not client.fin_received
+    assert leg.session.state == "established"
+    server.dataReceived(b"hello-tls\n")
+    exchange(relay.reactor, client)
+    assert client.received == b"hello-tls\n"
+    assert not client.close_notify
+    server.readConnectionLost()
+    exchange(relay.reactor, client)
+    assert client.close_notify and client.wire.lost and client.error is None
+    assert st.disconnecting
+    server.connectionLost(DONE)
+    (line,) = relay.sink.lines
+    assert fields(line)[5:7] == ["10", "--"], line
+
+
+def test_client_fin_without_close_notify_is_an_end_of_stream(pki: Pki) -> None:
+    """A TLS client that shuts its TCP write half without close_notify
+    (HAProxy takes it as an end of stream too) still gets the reply, then
+    l4lb's close_notify."""
+    relay = Relay()
+    client, leg = tls_client(relay, pki)
+    server, st = relay.complete()
+    exchange(relay.reactor, client)
+    client.send(b"request")
+    client.fin()
+    exchange(relay.reactor, client)
+    assert st.value() == b"request" and st.write_closed
+    server.dataReceived(b"reply")
+    server.readConnectionLost()
+    exchange(relay.reactor, client)
+    assert client.received == b"reply" and client.close_notify and client.wire.lost
+    server.connectionLost(DONE)
+    (line,) = relay.sink.lines
+    assert fields(line)[5:7] == ["5", "--"], line
+
+
+def test_server_end_reaches_tls_client_as_close_notify_and_client_may_still_send(pki: Pki) -> None:
+    """A plain server's FIN reaches the TLS client as close_notify and a
+    TCP half-close; the client can still send, and its close_notify ends
+    the session normally."""
+    relay = Relay()
+    client, leg = tls_client(relay, pki)
+    server, st = relay.complete()
+    exchange(relay.reactor, client)
+    server.dataReceived(b"banner")
+    server.readConnectionLost()
+    exchange(relay.reactor, client)
+    assert client.received == b"banner" and client.close_notify
+    assert client.wire.write_closed and not client.wire.disconnecting
+    client.send(b"late")
+    exchange(relay.reactor, client)
+    assert st.value() == b"late"
+    client.shut()
+    exchange(relay.reactor, client)
+    assert client.wire.lost and st.disconnecting
+    server.connectionLost(DONE)
+    (line,) = relay.sink.lines
+    assert fields(line)[5:7] == ["6", "--"], line
+
+
+def test_client_reset_after_close_notify_is_logged_CD(pki: Pki) -> None:
+    """A TLS client that resets after its close_notify, before the server
+    answered, is not a normal end: the session is logged CD."""
+    relay = Relay()
+    client, leg = tls_client(relay, pki)
+    server, st = relay.complete()
+    exchange(relay.reactor, client)
+    client.send(b"request")
+    client.shut()
+    exchange(relay.reactor, client)
+    client.reset()
+    exchange(relay.reactor, client)
+    assert st.disconnecting
+    server.connectionLost(DONE)
+    (line,) = relay.sink.lines
+    assert fields(line)[6] == "CD", line
+
+
+def test_server_close_notify_shuts_the_client_write_half_and_the_client_may_still_send(
+    pki: Pki,
+) -> None:
+    """A TLS server's close_notify is an end of stream: the plain client
+    gets a FIN, what the client sends after still reaches the server, and
+    the client's own end brings l4lb's close_notify to the server."""
+    relay = tls_relay(pki)
+    client, ct = relay.accept()
+    server, leg = tls_server(relay, pki)
+    exchange(relay.reactor, server)
+    assert session(relay).state == "established"
+    server.send(b"reply")
+    server.shut()
+    exchange(relay.reactor, server)
+    assert ct.value() == b"reply" and ct.write_closed and not ct.disconnecting
+    assert not server.close_notify and not server.fin_received
+    client.dataReceived(b"more")
+    exchange(relay.reactor, server)
+    assert server.received == b"more"
+    client.readConnectionLost()
+    exchange(relay.reactor, server)
+    assert server.close_notify and server.wire.lost
+    assert ct.disconnecting
+    client.connectionLost(DONE)
+    (line,) = relay.sink.lines
+    assert fields(line)[5:7] == ["5", "--"], line
+
+
+def test_client_end_reaches_tls_server_as_close_notify_and_the_reply_follows(pki: Pki) -> None:
+    """A plain client's FIN reaches the TLS server as close_notify and a
+    TCP half-close; the server's reply and close_notify then end the
+    session normally."""
+    relay = tls_relay(pki)
+    client, ct = relay.accept()
+    server, leg = tls_server(relay, pki)
+    exchange(relay.reactor, server)
+    client.dataReceived(b"request")
+    client.readConnectionLost()
+    exchange(relay.reactor, server)
+    assert server.received == b"request" and server.close_notify
+    assert server.wire.write_closed and not server.wire.disconnecting
+    server.send(b"reply")
+    server.shut()
+    exchange(relay.reactor, server)
+    assert ct.value() == b"reply" and ct.write_closed and ct.disconnecting
+    assert server.wire.lost
+    client.connectionLost(DONE)
+    (line,) = relay.sink.lines
+    assert fields(line)[5:7] == ["5", "--"], line
+
+
+def test_tls_server_bytes_after_the_client_left_are_not_counted(pki: Pki) -> None:
+    """Once the client reset, what a TLS server still sends before it
+    answers l4lb's close_notify reaches nobody and is not counted as sent
+    to the client."""
+    relay = tls_relay(pki)
+    client, ct = relay.accept()
+    server, leg = tls_server(relay, pki)
+    exchange(relay.reactor, server)
+    server.send(b"first")
+    exchange(relay.reactor, server)
+    client.connectionLost(Failure(error.ConnectionLost()))
+    exchange(relay.reactor, server)
+    server.send(b"lost in flight")
+    server.shut()
+    exchange(relay.reactor, server)
+    (line,) = relay.sink.lines
+    assert fields(line)[5:7] == ["5", "CD"], line

@@ -11,6 +11,9 @@ TLS on both sides of the relay, built on Twisted's TLS (pyOpenSSL).
     store) and name the server (L{ServerSpec.tls_name
     <l4lb.config.model.ServerSpec.tls_name>}, checked with
     C{service_identity}: a DNS name, or an IP address SAN for an address).
+
+Both kinds of TLS legs end one direction at a time, as TCP does
+(L{HalfCloseTLSTransport}): the relay carries a half-close across them.
 """
 
 from __future__ import annotations
@@ -22,13 +25,14 @@ from OpenSSL import SSL, crypto
 from service_identity import VerificationError
 from twisted.internet import error, ssl
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
-from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from l4lb.config.model import BindSpec, ServerSpec
 from l4lb.config.tls import load_ca_file, load_certificate_file
 from l4lb.config.units import is_ip_literal
+from l4lb.tcp._tlsclose import HalfCloseTLSTransport
 
 
 def _certificate_options(path: str) -> Dict[str, Any]:
@@ -54,46 +58,6 @@ def server_options(crt: str) -> ssl.CertificateOptions:
     @raise l4lb.config.errors.InvalidValue: When the file cannot be used.
     """
     return ssl.CertificateOptions(**_certificate_options(crt))
-
-
-class HalfCloseTLSTransport(BufferingTLSTransport):
-    """
-    Twisted's TLS transport with a write-side close, so that the relay can
-    carry a half-close across a TLS leg as it does for TCP.
-
-    C{loseWriteConnection} sends what is buffered, then TLS's close_notify,
-    then shuts the TCP write half; the connection keeps reading until the
-    peer's close_notify (OpenSSL reads after sending close_notify, and TLS
-    1.3 defines close_notify as closing one direction).  Before the
-    handshake completed there is nothing to close cleanly, and the whole
-    connection is closed instead.
-    """
-
-    def loseWriteConnection(self) -> None:
-        """
-        Close the write direction: close_notify, then the TCP write half.
-        """
-        if self.disconnecting or not self.connected:
-            return
-        self._aggregator.flush()
-        if not self._handshakeDone or self._appSendBuffer or self._lostTLSConnection:
-            self.loseConnection()
-            return
-        try:
-            self._tlsConnection.shutdown()
-        except SSL.Error:
-            self.loseConnection()
-            return
-        self._flushSendBIO()
-        transport: Any = self.transport
-        transport.loseWriteConnection()
-
-    def _flushSendBIO(self) -> None:
-        # Once the write half is shut, the peer's close_notify makes the
-        # TCP transport close at once, inside the TLS layer's handling of
-        # that alert: the connection may be gone when it flushes again.
-        if self._tlsConnection is not None:
-            super()._flushSendBIO()  # type: ignore[no-untyped-call]
 
 
 def tls_factory(creator: Any, is_client: bool, wrapped: Any, reactor: Any) -> TLSMemoryBIOFactory:

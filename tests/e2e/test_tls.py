@@ -1,16 +1,20 @@
 """
 TLS under twistd: a bind that terminates TLS for Python's C{ssl} clients,
 servers reached over TLS with their certificates verified (a wrong host name
-is a failed connect, retried on a good server), and C{check-ssl} health
-checks.  Certificates are made for each test by L{tests.tlskit}.
+is a failed connect, retried on a good server), C{check-ssl} health
+checks, and half-closes over TLS in each direction (socat, Python's C{ssl}
+as client and server), on both data paths.  Certificates are made for each
+test by L{tests.tlskit}.
 """
 
 from __future__ import annotations
 
 import hashlib
 import select
+import shutil
 import socket
 import ssl
+import subprocess
 import time
 from pathlib import Path
 from typing import List
@@ -19,7 +23,15 @@ import pytest
 
 from tests.tlskit import Pki, make_pki
 
-from .backends import EchoServer, ThreadedServer, pattern
+from .backends import (
+    IO_TIMEOUT,
+    EchoServer,
+    HashServer,
+    ThreadedServer,
+    pattern,
+    pattern_digest,
+    recv_until_eof,
+)
 from .conftest import BalancerFactory, StartServer
 from .harness import (
     BackendSection,
@@ -142,6 +154,10 @@ def start_with_ssl_bind(
 ) -> tuple:
     port = free_port()
     fe = FrontendSection("fe", "127.0.0.1", port, backend.name)
+    if balancers.relay is not None:
+        # As BalancerFactory.start does for the both_relays fixture.
+        given: dict = options.get("global_") or {}  # type: ignore[assignment]
+        options["global_"] = {"tune.relay": balancers.relay, **given}
     text = render_config([fe], [backend], **options)  # type: ignore[arg-type]
     bind = f"bind = 127.0.0.1:{port}"
     assert text.count(bind) == 1
@@ -327,3 +343,231 @@ def test_origination_half_close_and_5_megabytes_each_way(
     records = lb.wait_for_records(1)
     assert records[0].termination == "--"
     assert wait_until(lambda: lb.fd_count() <= baseline, 10), "\n".join(lb.fd_targets())
+
+
+# -- half-close over TLS --------------------------------------------------------
+
+REPLY = 1024 * 1024
+
+
+def send_close_notify(tls: ssl.SSLSocket) -> None:
+    """
+    Send close_notify without waiting for the peer's: on a blocking socket
+    Python's C{unwrap()} waits for it, and would not hand over the data
+    that comes before it.
+    """
+    timeout = tls.gettimeout()
+    tls.setblocking(False)
+    try:
+        tls.unwrap()
+    except ssl.SSLWantReadError:
+        pass
+    tls.settimeout(timeout)
+
+
+def read_to_close_notify(tls: ssl.SSLSocket, timeout: float = DEADLINE) -> bytes:
+    """
+    Read a TLS connection until the peer's close_notify (or its end of
+    stream), bounded in time.
+    """
+    data = bytearray()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            chunk = tls.recv(1 << 16)
+        except ssl.SSLZeroReturnError:
+            break
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
+
+
+class EchoAtEnd(ThreadedServer):
+    """
+    A plain server that reads until the client's end of stream and only
+    then sends back what it received and shuts its write half: its reply
+    is always in flight after the client half-closed.
+    """
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.received: List[bytes] = []
+
+    def handle(self, conn: socket.socket) -> None:
+        _, data = recv_until_eof(conn, time.monotonic() + IO_TIMEOUT)
+        self.received.append(data)
+        conn.sendall(data)
+        conn.shutdown(socket.SHUT_WR)
+
+
+class TlsEchoAtEnd(ThreadedServer):
+    """
+    L{EchoAtEnd} over TLS: reads until the client's close_notify, sends
+    back what it received, then its own close_notify.
+    """
+
+    def __init__(self, name: str, crt: str) -> None:
+        super().__init__(name)
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(crt)
+        self.received: List[bytes] = []
+
+    def handle(self, conn: socket.socket) -> None:
+        # Closed here, not by the garbage collector (see L{TlsEcho.handle}).
+        with self.context.wrap_socket(conn, server_side=True) as tls:
+            data = read_to_close_notify(tls, IO_TIMEOUT)
+            self.received.append(data)
+            tls.sendall(data)
+            send_close_notify(tls)
+
+
+class TlsCloseFirst(ThreadedServer):
+    """
+    A TLS server that answers C{expect} bytes with C{reply:} and them, sends
+    close_notify at once, and records what the client still sends until
+    its end of stream.
+    """
+
+    def __init__(self, name: str, crt: str, expect: int) -> None:
+        super().__init__(name)
+        self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.context.load_cert_chain(crt)
+        self.expect = expect
+        self.after: List[bytes] = []
+
+    def handle(self, conn: socket.socket) -> None:
+        with self.context.wrap_socket(conn, server_side=True) as tls:
+            got = b""
+            while len(got) < self.expect:
+                data = tls.recv(65536)
+                if not data:
+                    break
+                got += data
+            tls.sendall(b"reply:" + got)
+            send_close_notify(tls)
+            self.after.append(read_to_close_notify(tls, 10.0))
+
+
+def socat_tls(port: int) -> "subprocess.CompletedProcess[bytes]":
+    """
+    Run C{echo hello-tls | socat -t1 - OPENSSL:127.0.0.1:PORT,verify=0}: socat
+    sends the line, then close_notify at the end of its input, and prints
+    what it receives within a second.
+    """
+    assert shutil.which("socat"), "these tests need socat (Debian package socat)"
+    return subprocess.run(
+        f"echo hello-tls | socat -t1 - OPENSSL:127.0.0.1:{port},verify=0",
+        shell=True,
+        capture_output=True,
+        timeout=20,
+    )
+
+
+def test_socat_close_notify_still_gets_the_reply(
+    servers: StartServer, balancers: BalancerFactory, pki: Pki, both_relays: str
+) -> None:
+    """socat's close_notify at the end of its input only ends the client's
+    direction: the server gets a FIN, its reply (sent only after that)
+    reaches socat, and the log counts those 10 bytes as a normal end."""
+    server = servers(EchoAtEnd("s1"))
+    be = BackendSection("be", [ServerLine("s1", "127.0.0.1", server.port)])
+    lb, port = start_with_ssl_bind(balancers, pki, be)
+    done = socat_tls(port)
+    assert done.stdout == b"hello-tls\n", done.stderr
+    assert server.received == [b"hello-tls\n"]
+    (record,) = lb.wait_for_records(1)
+    assert (record.bytes, record.termination) == (10, "--"), record.line
+
+
+def test_python_client_close_notify_and_fin_reads_the_whole_reply(
+    servers: StartServer, balancers: BalancerFactory, pki: Pki, both_relays: str
+) -> None:
+    """A Python TLS client sends, then close_notify and a TCP half-close,
+    and still reads the server's whole 1 MB reply and digest, then l4lb's
+    close_notify; the log counts every byte and says --, and l4lb's
+    descriptors return to their baseline."""
+    server = servers(HashServer(REPLY, seed=3))
+    be = BackendSection("be", [ServerLine("s1", "127.0.0.1", server.port)])
+    lb, port = start_with_ssl_bind(balancers, pki, be)
+    baseline = lb.fd_count()
+    request = b"half-closed request " * 500
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with client_context(pki).wrap_socket(raw, server_hostname="db.internal") as tls:
+            tls.sendall(request)
+            send_close_notify(tls)
+            # The TCP half-close under TLS (SSLSocket.shutdown would also
+            # drop the TLS layer).
+            socket.socket.shutdown(tls, socket.SHUT_WR)
+            answer = read_to_close_notify(tls)
+    assert len(answer) == REPLY + 64
+    assert hashlib.sha256(answer[:REPLY]).digest() == pattern_digest(REPLY, 3)
+    assert answer[REPLY:REPLY + 32] == hashlib.sha256(request).digest()
+    (record,) = lb.wait_for_records(1)
+    assert (record.bytes, record.termination) == (REPLY + 64, "--"), record.line
+    assert wait_until(lambda: lb.fd_count() <= baseline, 10), "\n".join(lb.fd_targets())
+
+
+def test_server_first_over_a_tls_bind_client_still_sends(
+    servers: StartServer, balancers: BalancerFactory, pki: Pki, both_relays: str
+) -> None:
+    """When a plain server ends first, the TLS client gets the reply and
+    l4lb's close_notify, can still send (the server receives it), and its
+    own close_notify ends the session normally with the reply counted."""
+    backend = servers(Banner("s1", 11))
+    be = BackendSection("be", [ServerLine("s1", "127.0.0.1", backend.port)])
+    lb, port = start_with_ssl_bind(balancers, pki, be)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with client_context(pki).wrap_socket(raw, server_hostname="db.internal") as tls:
+            tls.sendall(b"hello world")
+            answer = read_to_close_notify(tls)
+            tls.sendall(b"late")
+            send_close_notify(tls)
+    assert answer == b"reply:hello world"
+    assert wait_until(lambda: backend.after == [b"late"], 5), backend.after
+    (record,) = lb.wait_for_records(1)
+    assert (record.bytes, record.termination) == (17, "--"), record.line
+
+
+def test_tls_server_close_notify_first_client_still_sends(
+    servers: StartServer, balancers: BalancerFactory, pki: Pki, both_relays: str
+) -> None:
+    """A TLS server's close_notify only ends the server's direction: the
+    plain client gets the reply and a FIN, what it sends after still
+    reaches the server, and the session ends normally with the reply
+    counted; l4lb's descriptors return to their baseline."""
+    server = servers(TlsCloseFirst("s1", pki.server, 11))
+    be = BackendSection(
+        "be", [ServerLine("s1", "127.0.0.1", server.port, f"ssl ca-file {pki.ca} sni db.internal")]
+    )
+    fe = FrontendSection("fe", "127.0.0.1", free_port(), "be")
+    lb = balancers.start([fe], [be])
+    baseline = lb.fd_count()
+    with socket.create_connection(("127.0.0.1", fe.port), timeout=10) as sock:
+        sock.sendall(b"hello world")
+        _, answer = recv_until_eof(sock, time.monotonic() + DEADLINE)
+        sock.sendall(b"late")
+        sock.shutdown(socket.SHUT_WR)
+        assert wait_until(lambda: server.after == [b"late"], 10), server.after
+    assert answer == b"reply:hello world"
+    (record,) = lb.wait_for_records(1)
+    assert (record.bytes, record.termination) == (17, "--"), record.line
+    assert wait_until(lambda: lb.fd_count() <= baseline, 10), "\n".join(lb.fd_targets())
+
+
+def test_socat_close_notify_through_tls_on_both_legs(
+    servers: StartServer, balancers: BalancerFactory, pki: Pki, both_relays: str
+) -> None:
+    """With TLS on the bind and to the server, socat's close_notify is
+    passed on as close_notify to the server, whose reply, sent only after
+    it, reaches socat; the log counts it as a normal end."""
+    server = servers(TlsEchoAtEnd("s1", pki.server))
+    be = BackendSection(
+        "be", [ServerLine("s1", "127.0.0.1", server.port, f"ssl ca-file {pki.ca} sni db.internal")]
+    )
+    lb, port = start_with_ssl_bind(balancers, pki, be)
+    done = socat_tls(port)
+    assert done.stdout == b"hello-tls\n", done.stderr
+    assert server.received == [b"hello-tls\n"]
+    (record,) = lb.wait_for_records(1)
+    assert (record.bytes, record.termination) == (10, "--"), record.line
