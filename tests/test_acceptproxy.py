@@ -154,7 +154,11 @@ def test_untrusted_peer_is_not_read() -> None:
 
 
 def test_malformed_header_closes_with_a_reason(events: List[Dict[str, Any]]) -> None:
-    """A trusted peer sending no valid header is closed, logged CR, with a line saying why."""
+    """
+    A trusted peer sending no valid header is closed, logged PR (the proxy
+    refused what it cannot read; the client did not abort), not counted as
+    denied, with a line saying why.
+    """
     relay = Relay()
     leg, client = _accept(relay)
     leg.dataReceived(b"GET / HTTP/1.1\r\n")
@@ -162,7 +166,7 @@ def test_malformed_header_closes_with_a_reason(events: List[Dict[str, Any]]) -> 
     leg.connectionLost()
     assert relay.attempts() == []
     (line,) = relay.sink.lines
-    assert line.startswith("127.0.0.1:40000 ") and " fe be/<NOSRV> " in line and " CR " in line
+    assert line.startswith("127.0.0.1:40000 ") and " fe be/<NOSRV> " in line and " PR " in line
     assert relay.frontend.denied == 0
     messages = [e.get("message", "") for e in events if e.get("frontend") == "fe"]
     assert any("no PROXY protocol header" in m for m in messages)
@@ -215,7 +219,7 @@ class _Session:
 def test_stage_outcomes_are_clean(header: bytes, noise: bytes, position: int) -> None:
     """
     With random bytes inserted into a header, the stage consumes a header,
-    waits, or refuses with CR; no other exception escapes.
+    waits, or refuses with PR; no other exception escapes.
     """
     data = bytearray(header[:position] + noise + header[position:])
     stage = AcceptProxy(TRUSTED)
@@ -223,6 +227,6 @@ def test_stage_outcomes_are_clean(header: bytes, noise: bytes, position: int) ->
     try:
         used = stage.inspect(session, data)
     except StageRejected as e:
-        assert e.termination == "CR" and e.message
+        assert e.termination == "PR" and e.message and not e.denied
         return
     assert used is None or 0 < used <= len(data)

@@ -549,3 +549,70 @@ def test_pipe_limit_from_the_configuration() -> None:
         assert lean.PIPES.limit == 7
     finally:
         lean.PIPES.limit = limit
+
+
+def test_held_up_names_a_server_that_does_not_read(pair: Pair) -> None:
+    """
+    While a remainder waits for the server socket (the client socket is not
+    read meanwhile), the relay says data is held up toward the server and
+    not toward the client; once the server drained it, neither.
+    """
+    assert pair.relay.held_up() == (False, False)
+    pair.fill()
+    assert pair.relay.held_up() == (True, False)
+    pair.drain_server()
+    assert pair.relay.held_up() == (False, False)
+
+
+def test_held_up_names_a_client_that_does_not_read(pair: Pair) -> None:
+    """
+    While a remainder waits for the client socket, the relay says data is
+    held up toward the client, not toward the server.
+    """
+    for _ in range(MAX_ROUNDS):
+        try:
+            pair.server.send(b"y" * CHUNK)
+        except BlockingIOError:
+            pass
+        pair.relay.server.doRead()
+        if pair.relay.client.pending is not None:
+            break
+    assert pair.relay.held_up() == (False, True)
+
+
+def test_held_up_counts_what_a_pipe_keeps(pair: Pair) -> None:
+    """
+    A spliced direction whose destination is full keeps the rest in its
+    pipe: that is held up toward the server too.
+    """
+    bulk_until_spliced(pair)
+    for _ in range(MAX_ROUNDS):
+        try:
+            pair.client.send(b"z" * CHUNK)
+        except BlockingIOError:
+            pass
+        pair.relay.client.doRead()
+        if pair.relay.client.in_pipe:
+            break
+    assert pair.relay.held_up() == (True, False)
+
+
+def test_a_stalled_destination_taking_its_data_is_activity(pair: Pair) -> None:
+    """
+    When a destination that did not read takes the remainder, the session's
+    last activity is that moment: the source was paused by the relay, not
+    idle.
+    """
+    pair.fill()
+    before = pair.session.last_activity
+    pair.reactor.advance(5)
+    for _ in range(MAX_ROUNDS):
+        try:
+            pair.server.recv(CHUNK)
+        except BlockingIOError:
+            pair.relay.server.doWrite()
+            if pair.relay.server.pending is None:
+                break
+    # Nothing was read from the client meanwhile.
+    assert pair.relay.client in pair.reactor.readers
+    assert pair.session.last_activity == before + 5

@@ -2,7 +2,7 @@
 Tests for L{l4lb.queue} and the relay's use of it: connections wait for a
 free server slot when every server is at its C{maxconn}, are served in
 order, and are closed with C{sQ} (queue timeout), C{CQ} (client left) or
-C{PQ} (queue full).
+C{SQ} (queue full).
 """
 
 from __future__ import annotations
@@ -127,6 +127,24 @@ def test_new_connection_goes_behind_waiting_ones() -> None:
     assert relay.backend.queue.current == 2
 
 
+def test_client_timeout_ends_the_wait_first() -> None:
+    """A timeout client shorter than timeout queue ends the wait at the client's timeout, logged cQ, as HAProxy does."""
+    timeouts = Timeouts(connect=5.0, client=2.0, server=50.0, queue=3.0)
+    relay = Relay(limited(("s1", 1, 0)), timeouts=timeouts)
+    relay.accept()
+    relay.complete()
+    queued, transport = relay.accept()
+    relay.reactor.advance(1.9)
+    assert not transport.aborted
+    relay.reactor.advance(0.1)
+    assert transport.aborted
+    queued.connectionLost(DONE)
+    (line,) = relay.sink.lines
+    assert fields(line)[3] == "be/<NOSRV>"
+    assert fields(line)[4] == "2000/-1/2000"
+    assert fields(line)[6] == "cQ"
+
+
 def test_queue_timeout() -> None:
     """A connection waiting longer than timeout queue is closed and logged sQ, with the
     time it waited and no server."""
@@ -176,7 +194,11 @@ def test_client_leaves_while_queued() -> None:
 
 
 def test_maxqueue_full() -> None:
-    """When the queue holds the servers' maxqueue, a new connection is closed at once: PQ."""
+    """
+    When the queue holds the servers' maxqueue, a new connection is closed
+    at once: SQ, as HAProxy logs a connection that finds its server's queue
+    full.
+    """
     relay = Relay(limited(("s1", 1, 1)))
     relay.accept()
     relay.complete()
@@ -185,7 +207,7 @@ def test_maxqueue_full() -> None:
     assert transport.aborted
     third.connectionLost(DONE)
     (line,) = relay.sink.lines
-    assert fields(line)[6] == "PQ"
+    assert fields(line)[6] == "SQ"
     assert relay.backend.queue.current == 1
 
 

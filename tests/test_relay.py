@@ -47,8 +47,8 @@ def test_each_transport_produces_for_the_other() -> None:
     relay = Relay()
     client, ct = relay.accept()
     server, st = relay.complete()
-    assert ct.producer is st and ct.streaming
-    assert st.producer is ct and st.streaming
+    assert ct.producer.source is st and ct.streaming
+    assert st.producer.source is ct and st.streaming
 
 
 def test_half_close_client_first() -> None:
@@ -368,3 +368,107 @@ def test_kill_while_connecting_cancels_the_attempt() -> None:
     client, ct = relay.accept()
     client.session.kill("DC")
     assert relay.reactor.connectors[0].stoppedConnecting and ct.aborted
+
+
+def test_server_not_reading_is_blamed_sD() -> None:
+    """
+    A server that does not read what it is sent (its buffer is full and the
+    client is paused) is waited for `timeout server`, not `timeout client`,
+    and logged sD, as HAProxy does.
+    """
+    relay = Relay(timeouts=Timeouts(connect=5, client=10, server=20))
+    client, ct = relay.accept()
+    server, st = relay.complete()
+    client.dataReceived(b"x" * 1000)
+    # The server transport's buffer is full: it pauses the client.
+    st.producer.pauseProducing()
+    assert ct.producerState == "paused"
+    relay.reactor.advance(19.9)
+    assert not ct.aborted
+    relay.reactor.advance(0.1)
+    assert ct.aborted and st.aborted
+    client.connectionLost(DONE)
+    server.connectionLost(DONE)
+    assert fields(relay.sink.lines[0])[6] == "sD"
+
+
+def test_server_not_reading_blamed_sD_even_with_a_longer_client_timeout() -> None:
+    """
+    With the server's timeout the shorter one, a server that does not read
+    is still blamed (sD), at `timeout server`.
+    """
+    relay = Relay(timeouts=Timeouts(connect=5, client=20, server=10))
+    client, ct = relay.accept()
+    server, st = relay.complete()
+    client.dataReceived(b"x")
+    st.producer.pauseProducing()
+    relay.reactor.advance(10)
+    assert ct.aborted
+    assert relay.session_of().termination == "sD"
+
+
+def test_client_not_reading_is_blamed_cD() -> None:
+    """
+    A client that does not read what it is sent (the server is paused) is
+    waited for `timeout client`, not `timeout server`, and logged cD.
+    """
+    relay = Relay(timeouts=Timeouts(connect=5, client=20, server=10))
+    client, ct = relay.accept()
+    server, st = relay.complete()
+    server.dataReceived(b"y" * 1000)
+    ct.producer.pauseProducing()
+    assert st.producerState == "paused"
+    relay.reactor.advance(19.9)
+    assert not ct.aborted
+    relay.reactor.advance(0.1)
+    assert ct.aborted
+    assert relay.session_of().termination == "cD"
+
+
+def test_tunnel_timeout_blames_the_side_that_does_not_read() -> None:
+    """
+    Under `timeout tunnel` both sides have the same limit; a server that
+    does not read is still the one blamed (sD).
+    """
+    relay = Relay(timeouts=Timeouts(connect=5, client=1, server=1, tunnel=30))
+    client, ct = relay.accept()
+    server, st = relay.complete()
+    client.dataReceived(b"x")
+    st.producer.pauseProducing()
+    relay.reactor.advance(30)
+    assert ct.aborted
+    assert relay.session_of().termination == "sD"
+
+
+def test_server_reading_again_counts_as_activity() -> None:
+    """
+    Once a stalled server takes its data the client is read again and the
+    idle time starts anew: the client is not blamed for the server's stall.
+    """
+    relay = Relay(timeouts=Timeouts(connect=5, client=2, server=4))
+    client, ct = relay.accept()
+    server, st = relay.complete()
+    client.dataReceived(b"x")
+    st.producer.pauseProducing()
+    relay.reactor.advance(3)
+    assert not ct.aborted
+    st.producer.resumeProducing()
+    assert ct.producerState == "producing"
+    relay.reactor.advance(1.9)
+    assert not ct.aborted
+    relay.reactor.advance(0.1)
+    assert ct.aborted
+    assert relay.session_of().termination == "cD"
+
+
+def test_idle_without_a_stalled_side_keeps_the_shortest_timeout() -> None:
+    """
+    Nothing waiting either way: the shorter of `timeout client` and
+    `timeout server` applies, with its side's code (cD on a tie).
+    """
+    relay = Relay(timeouts=Timeouts(connect=5, client=7, server=7))
+    client, ct = relay.accept()
+    relay.complete()
+    relay.reactor.advance(7)
+    assert ct.aborted
+    assert relay.session_of().termination == "cD"

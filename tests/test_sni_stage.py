@@ -169,9 +169,10 @@ def test_silent_client_goes_to_the_default_backend_after_inspect_delay() -> None
 
 def test_reject_closes_plain_text_malformed_and_slow_clients() -> None:
     """
-    With C{sni-fallback reject}, a plain-text or malformed client is closed
-    (PR, counted as denied) and an incomplete hello at C{inspect-delay}
-    is closed with cR; none reaches a server.
+    With C{sni-fallback reject}, a plain-text or malformed client, and an
+    incomplete hello at C{inspect-delay}, are closed (PR, counted as
+    denied, as HAProxy's C{tcp-request content reject}); none reaches a
+    server.
     """
     relay, db = sni_relay(FALLBACK_REJECT)
     leg, client = relay.accept()
@@ -188,9 +189,9 @@ def test_reject_closes_plain_text_malformed_and_slow_clients() -> None:
     assert client.aborted
     leg.connectionLost()
     assert relay.attempts() == []
-    assert relay.frontend.denied == 2
+    assert relay.frontend.denied == 3
     terminations = [line.split()[6] for line in relay.sink.lines]
-    assert terminations == ["PR", "PR", "cR"]
+    assert terminations == ["PR", "PR", "PR"]
     assert all("<NOSRV>" in line and line.endswith(" {}") for line in relay.sink.lines)
 
 

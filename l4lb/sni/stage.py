@@ -80,11 +80,14 @@ class SniStage:
     def expired(self, session: Any, data: bytearray) -> Optional[int]:
         """
         No whole hello came within C{inspect-delay}: the default backend, or
-        the connection is closed (C{cR}).
+        the connection is closed (C{PR}, as HAProxy logs its C{tcp-request
+        content reject} at the end of the delay).
         """
         self._readers.pop(session, None)
         if self.fallback == FALLBACK_REJECT:
-            return None
+            raise StageRejected(
+                "PR", "SNI routing: no complete ClientHello within tcp-request inspect-delay"
+            )
         return 0
 
     def _fall_back(self, reason: str) -> int:

@@ -66,15 +66,17 @@ class AcceptProxy:
         Read the header and take the addresses it carries; see
         L{IClientStage.inspect}.
 
-        @raise StageRejected: C{CR} when a trusted peer sends something
-            else than a valid header.
+        @raise StageRejected: C{PR} when a trusted peer sends something
+            else than a valid header (the proxy refuses what it cannot
+            read, as for HAProxy's invalid requests; not counted as
+            denied).
         """
         if not self.trusts(session.client_host):
             return 0
         try:
             header = read_header(bytes(data))
         except InvalidHeader as e:
-            raise StageRejected("CR", e.message)
+            raise StageRejected("PR", e.message, denied=False)
         if header is None:
             return None
         if header.source is not None:

@@ -10,7 +10,9 @@ costs one C{recv} and one C{send} per chunk and no change to the reactor's
 registrations.  Only what the other socket did not accept is kept (at most
 one chunk per direction); the source then stops being read until the
 destination is writable and has taken it, which is what keeps memory
-bounded when one side reads slowly.
+bounded when one side reads slowly.  L{LeanRelay.held_up} tells the session
+which way is held, so that its idle timeout blames a peer that does not read;
+a destination taking its remainder counts as activity.
 
 A direction that carries a bulk transfer (a few full chunks in a row)
 moves to C{splice}: the chunk goes from the source socket into a pipe of
@@ -34,7 +36,7 @@ from __future__ import annotations
 import os
 import socket
 import sys
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Tuple
 
 from twisted.internet import error, tcp
 from twisted.internet.interfaces import IReactorFDSet, IReadWriteDescriptor
@@ -279,6 +281,9 @@ class _Side:
             self.pending = data[sent:]
             return None
         self.pending = None
+        # The destination took it all: activity, as a write is in HAProxy.
+        session = self.session
+        session.last_activity = session.seconds()
         self.reactor.removeWriter(self)
         self.reactor.addReader(peer)
         return None
@@ -298,6 +303,8 @@ class _Side:
         peer.in_pipe -= sent
         if peer.in_pipe:
             return None
+        session = self.session
+        session.last_activity = session.seconds()
         self.reactor.removeWriter(self)
         self.reactor.addReader(peer)
         return None
@@ -413,6 +420,17 @@ class LeanRelay:
         else:
             _take(hand_over, watcher, self.client, True, False)
             _take(hand_over, dialer, self.server, True, False)
+
+    def held_up(self) -> Tuple[bool, bool]:
+        """
+        Whether data waits for the server socket (the client socket is not
+        read meanwhile), and whether data waits for the client socket.
+        """
+        client, server = self.client, self.server
+        return (
+            server.pending is not None or client.in_pipe > 0,
+            client.pending is not None or server.in_pipe > 0,
+        )
 
     def ended(self, side: _Side) -> None:
         """

@@ -31,12 +31,18 @@ A server with C{ssl} is reached over TLS (L{l4lb.tcp.tls}): its leg counts
 as connected once the handshake and the verification of its certificate
 succeeded, and a connection lost before that is a failed attempt, retried
 like a refused one; C{timeout connect} covers the handshake.  TLS legs
-(towards servers, and from clients on C{ssl crt} binds) half-close with
-C{close_notify}; a peer's C{close_notify} ends that leg both ways.
+(towards servers, and from clients on C{ssl crt} binds) half-close as TCP
+legs do (L{l4lb.tcp.tls}): a peer's C{close_notify}, or its TCP FIN, ends
+its direction only, and an end of stream passed on to a TLS peer is sent as
+C{close_notify}; they are carried by the classic relay.
 
 Timeouts follow HAProxy's rules: activity in either direction refreshes both
 sides, C{timeout tunnel} replaces C{client}/C{server} once established, and
-C{client-fin}/C{server-fin} apply to a side that has half-closed.  The hot
+C{client-fin}/C{server-fin} apply to a side that has half-closed.  A side
+whose peer does not take what it is sent is not read (flow control), so
+only the peer's timeout runs then and the peer is blamed: a server that
+stops reading is logged C{sD} after C{timeout server}, a client C{cD} after
+C{timeout client} (L{l4lb.tcp.flow}, L{lean.LeanRelay.held_up}).  The hot
 path (L{ClientLeg.dataReceived}, L{ServerLeg.dataReceived}) only writes the
 chunk, adds its length and notes the time; timers are checked lazily.
 """
@@ -57,7 +63,6 @@ from twisted.internet.interfaces import (
 from twisted.internet.protocol import ClientFactory, Protocol
 from twisted.logger import Logger
 from twisted.python import log
-from twisted.protocols.tls import TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -65,6 +70,7 @@ from l4lb.logformats import format_connection
 from l4lb.logs import ConnectionRecord
 from l4lb.tcp import lean
 from l4lb.tcp.dial import Dialer
+from l4lb.tcp.flow import Flow
 from l4lb.tcp.raw import RawTransport
 from l4lb.tcp.stages import MAX_INSPECT, StageRejected
 from l4lb.tcp.tls import tls_factory, tls_failure_text
@@ -226,12 +232,17 @@ class TlsServerLeg(ServerLeg):
         if not self.handshaken:
             self.session.server_handshake_failed(self, reason)
             return
-        if reason.check(error.ConnectionDone):
-            # The server's close_notify: its stream ended normally, and
-            # Twisted closed the whole TLS connection.
-            self.session.server_eof()
-            self.session.tls_closed()
         self.session.server_lost(reason)
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Relay a chunk from the server to the client, unless the session is
+        closing: a TLS connection being closed still reads until the
+        server's C{close_notify}, and what comes meanwhile has no client to
+        go to (nor is it counted as sent to one).
+        """
+        if self.session.state == ESTABLISHED:
+            super().dataReceived(data)
 
 
 def _discard(data: bytes) -> None:
@@ -337,6 +348,9 @@ class Session(ClientFactory):
         self.server_write = _discard
         self.client_write = _discard
         self.lean: Optional[lean.LeanRelay] = None
+        # The classic relay's producers: the client's (paused while the
+        # server does not read) and the server's.
+        self.flows: Optional[Tuple[Flow, Flow]] = None
         self.stage_index = 0
         self.early: Optional[bytearray] = None
         self.sni: Optional[str] = None
@@ -442,7 +456,7 @@ class Session(ClientFactory):
                 port=self.client_port,
                 message=rejection.message,
             )
-        if rejection.termination[0] == "P":
+        if rejection.denied:
             self.frontend.denied += 1
         self._abort(rejection.termination)
 
@@ -492,8 +506,9 @@ class Session(ClientFactory):
             return
         mark = backend.queue.add(self)
         if mark is None:
-            # Every eligible server's maxqueue is used up.
-            self._abort("PQ")
+            # Every eligible server's maxqueue is used up: HAProxy logs a
+            # server whose queue is full SQ.
+            self._abort("SQ")
             return
         self.state = QUEUED
         self.queue_mark = mark
@@ -501,7 +516,12 @@ class Session(ClientFactory):
         timeout = self.timeouts.queue
         if timeout is None:
             timeout = self.timeouts.connect
-        if timeout is not None:
+        client = self.timeouts.client
+        if client is not None and (timeout is None or client < timeout):
+            # HAProxy keeps the client's inactivity timeout running while a
+            # connection waits: a shorter one ends the wait first, as cQ.
+            self.timer = self.reactor.callLater(client, self._abort, "cQ")
+        elif timeout is not None:
             self.timer = self.reactor.callLater(timeout, self._queue_timed_out)
 
     def dequeued(self, server: "Server", served_before: int) -> None:
@@ -736,8 +756,10 @@ class Session(ClientFactory):
             server_transport.write(first)
         self.server_write = server_transport.write
         self.client_write = client_transport.write
-        client_transport.registerProducer(server_transport, True)
-        server_transport.registerProducer(client_transport, True)
+        from_client, from_server = Flow(client_transport, self), Flow(server_transport, self)
+        self.flows = (from_client, from_server)
+        client_transport.registerProducer(from_server, True)
+        server_transport.registerProducer(from_client, True)
         if self.watcher is not None:
             self.watcher.stop()
             self.watcher = None
@@ -796,9 +818,17 @@ class Session(ClientFactory):
         else:
             self._arm_idle_timer()
 
-    def _idle_limit(self) -> tuple[float, str]:
+    def _idle_limit(self, held: bool = True) -> tuple[float, str]:
         """
         The idle time allowed now, and the termination state if it passes.
+
+        As in HAProxy, a side is not read while the other side does not
+        take what it is sent: only that other side's timeout runs then, and
+        it is blamed (C{sD} for a server that does not read, C{cD} for a
+        client).
+
+        @param held: Whether to take a peer that does not read into
+            account; without it, the shortest limit the session may have.
         """
         client_side = self.client_timeouts.client
         server_side = self.timeouts.server
@@ -811,6 +841,12 @@ class Session(ClientFactory):
             server_side = self.timeouts.server_fin
         c = _INFINITY if client_side is None else client_side
         s = _INFINITY if server_side is None else server_side
+        if held:
+            to_server, to_client = self._held_up()
+            if to_server and not to_client:
+                c = _INFINITY
+            elif to_client and not to_server:
+                s = _INFINITY
         if c <= s:
             return c, "cD"
         return s, "sD"
@@ -821,7 +857,9 @@ class Session(ClientFactory):
         since the last activity.  A timer already set to fire no later is
         kept: L{_idle_check} sets it again for the rest of the time.
         """
-        limit, _ = self._idle_limit()
+        # The shortest limit: a peer that stops reading can only lengthen
+        # it, which _idle_check finds out.
+        limit, _ = self._idle_limit(False)
         if limit == _INFINITY:
             self._cancel_timer()
             return
@@ -836,10 +874,34 @@ class Session(ClientFactory):
     def _idle_check(self) -> None:
         self.timer = None
         limit, termination = self._idle_limit()
-        if self.seconds() - self.last_activity >= limit:
+        idle = self.seconds() - self.last_activity
+        if idle >= limit:
             self._abort(termination)
-        else:
+            return
+        shortest, _ = self._idle_limit(False)
+        if idle < shortest:
             self._arm_idle_timer()
+            return
+        # Only a peer that does not read keeps the session open: check again
+        # when its own limit passes, or sooner in case it reads again (then
+        # the shortest limit applies anew from that moment).
+        self.timer = self.reactor.callLater(min(limit - idle, shortest), self._idle_check)
+
+    def _held_up(self) -> Tuple[bool, bool]:
+        """
+        Whether data waits for a server that does not read it (the client
+        is not read meanwhile), and whether data waits for a client that
+        does not read it.
+        """
+        if self.state != ESTABLISHED:
+            return False, False
+        relay = self.lean
+        if relay is not None:
+            return relay.held_up()
+        flows = self.flows
+        if flows is None:
+            return False, False
+        return flows[0].paused, flows[1].paused
 
     # -- closing -----------------------------------------------------------
 
@@ -921,25 +983,11 @@ class Session(ClientFactory):
         elif self.state == CONNECTING:
             self._abort("CC")
         elif self.state == ESTABLISHED:
-            if isinstance(self.client.transport, TLSMemoryBIOProtocol) and (
-                reason.check(error.ConnectionDone) or self.server_eof_seen
-            ):
-                # The TLS client's close_notify (or, once the server's end
-                # was passed on, its TCP close): a normal end.
-                self.client_eof()
-                self.tls_closed()
-            else:
-                self._close("CD")
+            # Before both directions ended (a TLS leg's close_notify or FIN
+            # is an end of stream, as a FIN is): a reset, or a broken TLS
+            # connection, which may have cut what was in flight.
+            self._close("CD")
         self._maybe_done()
-
-    def tls_closed(self) -> None:
-        """
-        A TLS leg closed normally, both ways at once (Twisted's TLS closes
-        the connection on the peer's close_notify): end the session once
-        what is buffered is sent.
-        """
-        if self.state == ESTABLISHED:
-            self._close("--")
 
     def server_lost(self, reason: Failure) -> None:
         """

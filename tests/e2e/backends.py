@@ -453,3 +453,26 @@ class ConcurrencyServer(ThreadedServer):
         finally:
             with self._lock:
                 self.holding -= 1
+
+
+class SilentServer(ThreadedServer):
+    """
+    Accepts and then never reads nor writes: a server that stopped reading.
+    Each connection is held until the peer gives up on it or the server
+    stops (bounded by L{IO_TIMEOUT}).
+    """
+
+    def handle(self, conn: socket.socket) -> None:
+        deadline = time.monotonic() + IO_TIMEOUT
+        while not self.stopping and time.monotonic() < deadline:
+            # Only looks for a hang-up (MSG_PEEK reads nothing away): the
+            # bytes sent stay unread in the socket.
+            try:
+                conn.settimeout(0.05)
+                if conn.recv(1, socket.MSG_PEEK) == b"":
+                    return
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            time.sleep(0.05)

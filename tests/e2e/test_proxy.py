@@ -180,7 +180,7 @@ def test_malformed_header_closes_only_that_connection(
     servers: StartServer, balancers: BalancerFactory
 ) -> None:
     """
-    A trusted peer's malformed header closes its connection with a CR log
+    A trusted peer's malformed header closes its connection with a PR log
     line and a reason, while a connection already open is still served.
     """
     recorder, fe = _setup(
@@ -208,7 +208,7 @@ def test_malformed_header_closes_only_that_connection(
     lb = balancers.started[0]
     records = lb.wait_for_records(2)
     by_state = {r.termination: r for r in records}
-    assert by_state["CR"].server == "<NOSRV>" and by_state["CR"].client_ip == "127.0.0.1"
+    assert by_state["PR"].server == "<NOSRV>" and by_state["PR"].client_ip == "127.0.0.1"
     assert by_state["--"].client_ip == "192.0.2.1"
     assert wait_until(lambda: any("no PROXY protocol header" in l for l in lb.lines()), 5.0)
     assert recorder.headers == [b"PROXY TCP4 192.0.2.1 192.0.2.1 1 2\r\n"]

@@ -1,16 +1,27 @@
 """
 l4lb under twistd relaying real TCP connections to real servers: balancing,
-large transfers, half-close, server-side close, retries and IPv6.
+large transfers, half-close, server-side close, retries, IPv6, and the
+timeout that blames the side that stopped reading.
 """
 
 from __future__ import annotations
 
 import collections
+import socket
+import time
 from typing import List
 
 import pytest
 
-from .backends import CloseFirstServer, EchoServer, HashServer, TRAILER_SIZE, pattern_digest
+from .backends import (
+    CloseFirstServer,
+    EchoServer,
+    HashServer,
+    SilentServer,
+    StreamServer,
+    TRAILER_SIZE,
+    pattern_digest,
+)
 from .conftest import BalancerFactory, StartServer
 from .harness import (
     BackendSection,
@@ -19,6 +30,7 @@ from .harness import (
     echo_once,
     free_port,
     hash_exchange,
+    connect,
     ipv6_loopback,
     receive_until_eof,
 )
@@ -193,3 +205,66 @@ def test_ipv6_loopback(servers: StartServer, balancers: BalancerFactory) -> None
     [record] = lb.wait_for_records(1)
     assert (record.client_ip, record.client_port) == ("::1", result.local_port)
     assert (record.server, record.termination) == ("s6", "--")
+
+
+def test_server_that_stops_reading_is_logged_sD(
+    servers: StartServer, balancers: BalancerFactory
+) -> None:
+    """
+    A server that never reads while the client keeps sending is waited for
+    C{timeout server} (2s here, though C{timeout client} is 1s) and blamed:
+    the log says C{sD}, as HAProxy 2.6 does in the same test.
+    """
+    silent = servers(SilentServer("mute"))
+    be = BackendSection("be", [ServerLine("mute", "127.0.0.1", silent.port)])
+    fe = one_frontend(be)
+    lb = balancers.start(
+        [fe], [be], defaults={"timeout client": "1s", "timeout server": "2s"}
+    )
+
+    sock = connect(fe.port)
+    try:
+        sock.settimeout(0.5)
+        chunk = b"s" * 65536
+        deadline = time.monotonic() + 20
+        stalled = False
+        while time.monotonic() < deadline:
+            try:
+                sock.send(chunk)
+            except socket.timeout:
+                # Every buffer on the way is full.
+                stalled = True
+                break
+            except OSError:
+                break
+        assert stalled, "the client never filled the buffers toward the server"
+        [record] = lb.wait_for_records(1, timeout=15)
+    finally:
+        sock.close()
+    assert (record.server, record.termination) == ("mute", "sD"), record.line
+    assert record.tt >= 2000, record.line
+
+
+def test_client_that_stops_reading_is_logged_cD(
+    servers: StartServer, balancers: BalancerFactory
+) -> None:
+    """
+    A client that never reads while the server keeps sending is waited for
+    C{timeout client} (2s here, though C{timeout server} is 1s) and blamed:
+    the log says C{cD}, as HAProxy 2.6 does in the same test.
+    """
+    stream = servers(StreamServer(1 << 30, name="talker"))
+    be = BackendSection("be", [ServerLine("talker", "127.0.0.1", stream.port)])
+    fe = one_frontend(be)
+    lb = balancers.start(
+        [fe], [be], defaults={"timeout client": "2s", "timeout server": "1s"}
+    )
+
+    sock = connect(fe.port)
+    try:
+        assert stream.wait_stalled(stall=0.5, timeout=20), "the server never stalled"
+        [record] = lb.wait_for_records(1, timeout=15)
+    finally:
+        sock.close()
+    assert (record.server, record.termination) == ("talker", "cD"), record.line
+    assert record.tt >= 2000, record.line
