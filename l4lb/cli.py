@@ -8,7 +8,8 @@ C{l4lb check} parses the file and resolves its server host names (without
 binding anything), prints warnings and errors on standard error, one per
 line, and C{Configuration file is valid} on standard output when there is no
 error.  It exits with 0 when the file is valid, 1 when it is not and 2 for a
-usage error.
+usage error or, as C{haproxy -c}, for a file without errors that has no
+listener (no frontend with a C{bind}: it would not start).
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ def _parser() -> argparse.ArgumentParser:
         help="validate a configuration file (nothing is bound)",
         description="Parse FILE and resolve its server host names; print"
         " every warning and error, one per line.  Exit 0 when the file is"
-        " valid, 1 when it is not.",
+        " valid, 1 when it is not, 2 when it has no error but no listener"
+        " (no frontend with a bind).",
     )
     check.add_argument("file", metavar="FILE", help="the lb.ini file")
     ctl = commands.add_parser(

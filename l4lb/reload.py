@@ -2,7 +2,9 @@
 Reloading the configuration in place (SIGHUP, the runtime API's C{reload}).
 
 L{reload_file} reads the file again.  When it has errors, they are logged
-and returned, and nothing changes.  When it is valid, L{apply_config}
+and returned, and nothing changes; so is a file without errors that has
+no listener (an empty or half-written file, L{l4lb.config.listeners}),
+which would otherwise close every port.  When it is valid, L{apply_config}
 compares it with the running one and changes only what differs:
 
  - frontends: new ones bound and opened, removed ones' ports closed (their
@@ -33,6 +35,7 @@ from twisted.internet.defer import DeferredList
 from twisted.logger import Logger
 
 from l4lb.config import ConfigError, load_config_with_warnings
+from l4lb.config.listeners import require_listener
 from l4lb.config.model import Config
 from l4lb.pool import BackendState, Server
 
@@ -110,6 +113,7 @@ def reload_file(service: Any, path: Optional[str] = None) -> ReloadResult:
     path = path or service.config_path
     try:
         config, warnings = load_config_with_warnings(path)
+        require_listener(config, warnings)
     except ConfigError as e:
         result = ReloadResult(errors=[str(p) for p in e.problems])
         result.counts["rejected"] = 1
@@ -186,7 +190,8 @@ def _apply_globals(service: Any, old: Config, new: Config, result: ReloadResult)
         )
         result.warnings.append(message)
         _log.warn("Reload: {message}", message=message)
-    service.limiter.maxconn = after.maxconn or default_maxconn()
+    # The own listeners keep their caps until a restart: count those.
+    service.limiter.maxconn = after.maxconn or default_maxconn(sum(service.own_caps.values()))
     set_pipe_limit(service.limiter.maxconn, after.maxpipes)
     for state in service.frontends.values():
         state.gate.update()
@@ -252,6 +257,42 @@ def _retire_servers(service: Any, backend: BackendState, servers: List[Server]) 
             service.retired.append(server)
 
 
+def _take_back(service: Any, backend: BackendState, server: Server) -> None:
+    """
+    When C{server} (new in the file) is a server an earlier reload removed
+    from the same backend, with the same name and address, and whose
+    connections are still open, those connections belong to C{server} now:
+    they count against its C{maxconn}, show in its stats, and are no
+    longer closed at C{hard-stop-after}.  The new server starts otherwise
+    as the file says, as any added server does.
+    """
+    spec = server.spec
+    for retired in service.retired:
+        old = retired.spec
+        if (
+            retired.backend is backend
+            and retired.name == server.name
+            and (old.host, old.port) == (spec.host, spec.port)
+        ):
+            break
+    else:
+        return
+    service.retired.remove(retired)
+    sessions, retired.sessions = retired.sessions, set()
+    for session in sessions:
+        session.server = server
+    server.sessions = sessions
+    server.current, retired.current = retired.current, 0
+    if sessions:
+        _log.info(
+            "Reload: server {backend}/{server} is back: its {count} open connection(s)"
+            " stay open.",
+            backend=backend.name,
+            server=server.name,
+            count=len(sessions),
+        )
+
+
 def _update_backend(service: Any, backend: BackendState, spec: Any, result: ReloadResult) -> None:
     old_spec = backend.spec
     old_servers = {server.name: server for server in backend.servers}
@@ -269,6 +310,7 @@ def _update_backend(service: Any, backend: BackendState, spec: Any, result: Relo
         if server is None:
             server = Server(server_spec, backend)
             service.prepare_servers([server])
+            _take_back(service, backend, server)
             added.append(server)
             rebuild = True
         else:
@@ -505,7 +547,9 @@ def _retire_later(service: Any, grace: float) -> None:
         for session in closing:
             kill = getattr(session, "kill", None)
             if kill is not None:
-                kill("KD")
+                # As a stop does: the phase it was in (a UDP session has none).
+                phase = "C" if getattr(session, "state", None) == "connecting" else "D"
+                kill("K" + phase)
         service.retired[:] = [s for s in service.retired if s.sessions]
 
     service.reactor.callLater(grace, expire)

@@ -19,6 +19,7 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from l4lb.config import ConfigError, load_config_with_warnings
+from l4lb.config.listeners import require_listener
 from l4lb.fdlimit import raise_nofile_limit, shortage_warning
 from l4lb.gcfreeze import freeze_when_running
 from l4lb.service import BalancerService, BindError
@@ -35,7 +36,7 @@ class Options(usage.Options):
     longdesc = (
         "Run the load balancer described by an lb.ini file.  With --check,"
         " only validate the file (nothing is bound) and exit 0 when it is"
-        " valid, 1 when it is not."
+        " valid, 1 when it is not, 2 when it has no error but no listener."
     )
     optParameters = [
         ["config", "c", "/etc/l4lb/lb.ini", "The configuration file."],
@@ -102,7 +103,9 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> IService:
     validate the file and exit.
 
     A configuration with errors is reported, every error with its file and
-    line, and the process exits with status 1 before anything is bound.
+    line, and the process exits with status 1 before anything is bound; so
+    is one with nothing to listen on (an empty or truncated file), in
+    HAProxy's words.
     """
     if reactor is None:
         from twisted.internet import reactor as global_reactor
@@ -115,7 +118,10 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> IService:
         raise SystemExit(main(["check", path]))
     try:
         config, warnings = load_config_with_warnings(path)
+        require_listener(config, warnings)
     except ConfigError as e:
+        for warning in e.warnings:
+            sys.stderr.write(f"{warning}\n")
         sys.stderr.write(f"{e}\n")
         raise SystemExit(1)
     for warning in warnings:

@@ -1,6 +1,7 @@
 """
 Tests for L{l4lb.cli}: C{l4lb check FILE} prints what HAProxy's C{-c} would
-and exits 0 for a valid file, 1 for an invalid one.
+and exits 0 for a valid file, 1 for an invalid one, 2 for one that would not
+start (no listener).
 """
 
 from __future__ import annotations
@@ -207,3 +208,34 @@ def test_check_as_a_subprocess(tmp_path: Path) -> None:
             assert result.stdout == "Configuration file is valid\n"
         else:
             assert f"{path}:5:" in result.stderr
+
+
+def test_check_without_listener_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An empty file has no error but no listener: HAProxy's message, exit 2."""
+    assert main(["check", write(tmp_path, "")]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "Configuration file has no error but will not start (no listener)" in err
+
+
+def test_start_without_listener_exits_1(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """
+    twistd's makeService refuses a file without a listener before anything
+    is bound: HAProxy's message on standard error, exit status 1.
+    """
+    from twisted.internet.testing import MemoryReactor
+
+    from l4lb.tap import Options, makeService
+
+    options = Options()
+    options.parseOptions(["--config", write(tmp_path, VALID.split("[frontend")[0])])
+    reactor = MemoryReactor()
+    with pytest.raises(SystemExit) as caught:
+        makeService(options, reactor)
+    assert caught.value.code == 1
+    assert "Configuration file has no error but will not start (no listener)" in capsys.readouterr().err
+    assert reactor.tcpServers == [] and reactor.whenRunningHooks == []

@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, List, Tuple
 
+import pytest
 from twisted.internet.testing import MemoryReactorClock
 
 from l4lb.admin.commands import AdminCommands
@@ -151,6 +152,60 @@ def test_invalid_file_keeps_old_config(tmp_path: Path) -> None:
     assert "nowhere" in "".join(result.errors)
     assert service.config is before and set(service.frontends) == {"fe"}
     assert reactor.open_ports() == [8001]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "",
+        HEAD,
+        BASE[: BASE.index("[frontend fe]")],
+        BASE[: BASE.index("bind = ")],
+    ],
+    ids=["empty", "globals-only", "cut-before-frontend", "cut-inside-frontend"],
+)
+def test_file_without_listener_is_rejected(tmp_path: Path, text: str) -> None:
+    """
+    An empty or truncated file (no frontend with a bind) is rejected like
+    a file with errors, in HAProxy's words: the running configuration
+    stays and its port keeps listening and accepting.
+    """
+    service, reactor = start()
+    path = tmp_path / "lb.ini"
+    path.write_text(text)
+    before = service.config
+    result = reload_file(service, str(path))
+    assert not result.applied
+    assert result.summary().startswith("Reload rejected: ")
+    assert all(e.startswith(f"{path}:") for e in result.errors)
+    if "[frontend fe]" in text:
+        # The frontend cut before its bind has errors of its own.
+        assert "needs at least one bind" in "".join(result.errors)
+    else:
+        (error,) = result.errors
+        assert "Configuration file has no error but will not start (no listener)" in error
+    assert service.config is before and set(service.frontends) == {"fe"}
+    assert reactor.open_ports() == [8001]
+    assert all(p.reading for p in reactor.ports)
+
+
+def test_reload_command_rejects_file_without_listener(tmp_path: Path) -> None:
+    """
+    The runtime API's C{reload} with an empty file answers HAProxy's
+    message and the rejection, and changes nothing.
+    """
+    service, reactor = start()
+    path = tmp_path / "lb.ini"
+    path.write_text("")
+    service.config_path = str(path)
+    answer = AdminCommands(service, reactor).run("reload")
+    assert answer.splitlines() == [
+        f"{path}: Configuration file has no error but will not start (no listener):"
+        " no frontend has a 'bind'; add a section such as [frontend web] with"
+        " 'bind = ADDRESS:PORT' and 'default_backend = NAME'",
+        "Reload rejected: 1 error(s); the running configuration stays.",
+    ]
+    assert set(service.frontends) == {"fe"} and reactor.open_ports() == [8001]
 
 
 def test_new_frontend_is_bound_and_opened() -> None:
@@ -365,3 +420,105 @@ def test_reload_command_replies_errors_or_summary(tmp_path: Path) -> None:
         "Reload: 1 backend changed, 1 server changed."
     )
     assert service.backends["be"].server("s2").weight == 4
+
+
+WITHOUT_S2 = BASE.replace("server s2 = 127.0.10.2:80\n", "")
+
+
+def test_server_back_before_hard_stop_after_keeps_its_connections() -> None:
+    """
+    A server removed and then added back (same name, same address) before
+    C{hard-stop-after} takes its open connections back: none is closed at
+    either reload's deadline, and they count on the server again.
+    """
+    service, reactor = start()
+    backend = service.backends["be"]
+    sessions = [Session(backend, backend.server("s2")) for _ in range(3)]
+    apply_config(service, parse_config(WITHOUT_S2, "lb.ini"))
+    reactor.advance(2)
+    result = apply_config(service, parse_config(BASE, "lb.ini"))
+    assert result.counts == {"backend changed": 1, "server added": 1}
+    s2 = backend.server("s2")
+    assert service.retired == []
+    assert s2.sessions == set(sessions) and s2.current == 3
+    assert all(session.server is s2 for session in sessions)
+    reactor.advance(10)
+    assert [session.killed for session in sessions] == [[], [], []]
+    for session in sessions:
+        session.end()
+    assert s2.current == 0 and not s2.sessions
+
+
+def test_server_back_counts_its_connections_in_a_new_balancer() -> None:
+    """
+    The balancer rebuilt for a server that is back is told of the
+    connections it took back, and its load returns to zero when they end.
+    """
+    text = BASE.replace("[backend be]\n", "[backend be]\nbalance = leastconn\n")
+    service, reactor = start(text)
+    backend = service.backends["be"]
+    session = Session(backend, backend.server("s2"))
+    apply_config(service, parse_config(text.replace("server s2 = 127.0.10.2:80\n", ""), "lb.ini"))
+    apply_config(service, parse_config(text, "lb.ini"))
+    s2 = backend.server("s2")
+    assert [backend.pick("192.0.2.1").name for _ in range(3)] == ["s1"] * 3
+    session.end()
+    assert s2.current == 0
+    other = Session(backend, backend.server("s1"))
+    assert [backend.pick("192.0.2.1").name for _ in range(3)] == ["s2"] * 3
+    other.end()
+    reactor.advance(10)
+    assert session.killed == []
+
+
+def test_server_back_at_another_address_is_another_server() -> None:
+    """
+    A server added back with the same name but another address is a new
+    server: the connections to the removed one are still closed at
+    C{hard-stop-after}.
+    """
+    service, reactor = start()
+    backend = service.backends["be"]
+    session = Session(backend, backend.server("s2"))
+    apply_config(service, parse_config(WITHOUT_S2, "lb.ini"))
+    reactor.advance(1)
+    apply_config(service, parse_config(BASE.replace("127.0.10.2:80", "127.0.10.2:81"), "lb.ini"))
+    assert backend.server("s2").current == 0
+    reactor.advance(4.1)
+    assert session.killed == ["KD"]
+
+
+def test_server_back_then_removed_again_counts_from_the_last_removal() -> None:
+    """
+    A server removed, added back and removed again has its connections
+    closed C{hard-stop-after} after the last removal, not the first.
+    """
+    service, reactor = start()
+    backend = service.backends["be"]
+    session = Session(backend, backend.server("s2"))
+    apply_config(service, parse_config(WITHOUT_S2, "lb.ini"))
+    reactor.advance(2)
+    apply_config(service, parse_config(BASE, "lb.ini"))
+    reactor.advance(1)
+    apply_config(service, parse_config(WITHOUT_S2, "lb.ini"))
+    reactor.advance(4.9)
+    assert session.killed == []
+    reactor.advance(0.2)
+    assert session.killed == ["KD"]
+
+
+def test_removed_server_still_connecting_at_hard_stop_after_is_logged_KC() -> None:
+    """
+    A connection to a removed server still connecting when
+    C{hard-stop-after} passes is closed with C{KC}, as a stop logs it; one
+    in its data phase with C{KD}.
+    """
+    service, reactor = start()
+    backend = service.backends["be"]
+    connecting = Session(backend, backend.server("s2"))
+    connecting.state = "connecting"  # type: ignore[attr-defined]
+    established = Session(backend, backend.server("s2"))
+    established.state = "established"  # type: ignore[attr-defined]
+    apply_config(service, parse_config(WITHOUT_S2, "lb.ini"))
+    reactor.advance(5.1)
+    assert (connecting.killed, established.killed) == (["KC"], ["KD"])

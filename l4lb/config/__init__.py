@@ -13,13 +13,16 @@ Warnings (the file is valid but probably not as intended) come back from
 L{load_config_with_warnings} and L{parse_config_with_warnings} as a list of
 L{Problem}; a L{ConfigError} carries them in C{ConfigError.warnings}.
 Server host names are resolved, without blocking, by L{resolve_config};
-L{check_config_file} does both, as C{l4lb check} does.
+L{check_config_file} does both, as C{l4lb check} does.  A file without
+errors that has no listener must not be started nor applied by a reload:
+L{require_listener} raises L{NoListenerError} (a L{ConfigError}) for it.
 The objects themselves are in L{l4lb.config.model}; the file format is
 described in C{docs/configuration.md}.
 """
 
 from l4lb.config.check import CheckReport, check_config_file, report_check
 from l4lb.config.errors import ConfigError, Problem
+from l4lb.config.listeners import NoListenerError, has_listener, require_listener
 from l4lb.config.model import (
     Backend,
     BindSpec,
@@ -47,15 +50,18 @@ __all__ = [
     "Frontend",
     "GlobalSettings",
     "LogTarget",
+    "NoListenerError",
     "Problem",
     "ServerSpec",
     "Timeouts",
     "check_config_file",
+    "has_listener",
     "load_config",
     "load_config_with_warnings",
     "parse_config",
     "parse_config_with_warnings",
     "report_check",
+    "require_listener",
     "resolve_config",
     "resolve_host",
 ]

@@ -8,6 +8,10 @@ C{=} as the only delimiter, indented continuation lines, a blank or comment
 line ending a value) therefore walks the text first: it records where every
 section, key and value line starts and reports malformed lines, which it
 blanks out so that configparser never stops half-way.
+
+L{decode_text} turns the file's bytes into that text: UTF-8, with a byte
+order mark at the start ignored (editors on Windows write one), and bytes
+that are not UTF-8 reported at their line and column like any other error.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ import attr
 from l4lb.config.errors import Problem
 
 COMMENT_PREFIXES = ("#", ";")
+
+#: U+FEFF, the byte order mark, as it reads once the file is decoded.
+BOM = "\ufeff"
 
 _SECTION = re.compile(r"\[(?P<header>.+)\](?P<rest>.*)$")
 _OPTION = re.compile(r"(?P<option>.*?)\s*(?:(?P<vi>=)\s*(?P<value>.*))?$")
@@ -205,14 +212,55 @@ def _scan(text: str, source: str) -> _Scan:
     return scan
 
 
+def decode_text(data: bytes, source: str) -> Tuple[str, List[Problem]]:
+    """
+    Decode the bytes of a configuration file as UTF-8.
+
+    @param source: The file name used in problems.
+    @return: The text (a leading byte order mark is kept; L{read_ini}
+        ignores it), and one problem for each line that is not UTF-8, with
+        the column (in characters) and the bytes where decoding failed.
+    """
+    problems: List[Problem] = []
+    lines = data.splitlines(keepends=True)
+    for number, raw in enumerate(lines, start=1):
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            column = len(raw[: error.start].decode("utf-8")) + 1
+            bad = raw[error.start : error.end]
+            shown = " ".join(f"0x{byte:02x}" for byte in bad)
+            noun = "byte" if len(bad) == 1 else "bytes"
+            verb = "is" if len(bad) == 1 else "are"
+            problems.append(
+                Problem(
+                    source,
+                    number,
+                    "",
+                    "",
+                    f"column {column}: {noun} {shown} {verb} not UTF-8 text ({error.reason});"
+                    " save the file as UTF-8",
+                )
+            )
+    if problems:
+        return "", problems
+    # Universal newlines, as a file opened in text mode reads: the lines
+    # are the ones counted above.
+    return io.TextIOWrapper(io.BytesIO(data), encoding="utf-8").read(), problems
+
+
 def read_ini(text: str, source: str) -> Tuple[List[RawSection], List[Problem]]:
     """
     Split C{text} into sections and entries with their line numbers.
+
+    A byte order mark (U+FEFF) at the start of C{text} is ignored.
 
     @param source: The file name used in problems.
     @return: The sections in file order (repeated ones included), and the
         syntax problems found.
     """
+    if text.startswith(BOM):
+        text = text[len(BOM) :]
     scan = _scan(text, source)
     lines = io.StringIO(text).readlines()
     for number in scan.blanked:

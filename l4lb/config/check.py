@@ -3,7 +3,11 @@ Checking a configuration file as C{haproxy -c -f FILE} does: parse it,
 resolve its host names, report every problem, bind nothing.
 
     d = check_config_file("/etc/l4lb/lb.ini", reactor)
-    d.addCallback(report_check, sys.stdout, sys.stderr)   # fires with 0 or 1
+    d.addCallback(report_check, sys.stdout, sys.stderr)   # fires with 0, 1 or 2
+
+A file without errors that has nothing to listen on (no frontend with a
+C{bind}: an empty or truncated file) is refused with exit status 2, as
+C{haproxy -c} refuses it (L{l4lb.config.listeners}).
 
 Both C{l4lb check FILE} and C{twistd l4lb --check} use these functions.
 """
@@ -18,6 +22,7 @@ from twisted.internet.interfaces import IReactorPluggableNameResolver
 from twisted.python.failure import Failure
 
 from l4lb.config.errors import ConfigError, Problem
+from l4lb.config.listeners import NoListenerError, require_listener
 from l4lb.config.model import Config
 from l4lb.config.parser import load_config_with_warnings
 from l4lb.config.resolve import resolve_config
@@ -35,12 +40,15 @@ class CheckReport:
         there are errors.
     @ivar errors: Every error, in file order.
     @ivar warnings: Every warning, in file order.
+    @ivar no_listener: Whether the file has no error but nothing listens;
+        C{errors} then holds that one problem.
     """
 
     path: str
     config: Optional[Config]
     errors: Tuple[Problem, ...] = ()
     warnings: Tuple[Problem, ...] = ()
+    no_listener: bool = False
 
     @property
     def valid(self) -> bool:
@@ -69,6 +77,14 @@ def check_config_file(
         )
 
     def resolved(config: Config) -> CheckReport:
+        # After resolving: a host that does not resolve is an error, and
+        # errors come before the absence of a listener, as in haproxy -c.
+        try:
+            require_listener(config)
+        except NoListenerError as error:
+            return CheckReport(
+                path, None, tuple(error.problems), tuple(warnings), no_listener=True
+            )
         return CheckReport(path, config, (), tuple(warnings))
 
     def unresolved(failure: Failure) -> CheckReport:
@@ -86,12 +102,15 @@ def report_check(report: CheckReport, out: TextIO, err: TextIO) -> int:
     Print a report as C{l4lb check} does: warnings and errors one per line
     on C{err}, C{Configuration file is valid} on C{out} when it is.
 
-    @return: The exit status: 0 when valid, 1 when not.
+    @return: The exit status: 0 when valid, 1 when not, 2 when the file
+        has no error but no listener (as C{haproxy -c}).
     """
     for warning in report.warnings:
         err.write(f"{warning}\n")
     for error in report.errors:
         err.write(f"{error}\n")
+    if report.no_listener:
+        return 2
     if report.valid:
         out.write(f"{VALID_MESSAGE}\n")
         return 0

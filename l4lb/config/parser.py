@@ -21,6 +21,7 @@ from typing import Any, List, Optional, Tuple
 
 import attr
 
+from l4lb.config._ini import decode_text
 from l4lb.config._sections import Section, SectionReader
 from l4lb.config.errors import ConfigError, InvalidValue, Problem, sort_problems
 from l4lb.config.keywords import BACKEND, DEFAULTS, FRONTEND, GLOBAL, LISTEN
@@ -109,6 +110,8 @@ class _Reader(SectionReader):
             relay=self._get(section, empty, "tune.relay", "lean"),
             nbproc=self._get(section, empty, "nbproc", 1),
             maxpipes=self._get(section, empty, "maxpipes", None),
+            stats_timeout=self._get(section, empty, "stats timeout", 10.0),
+            stats_maxconn=self._get(section, empty, "stats maxconn", 10),
         )
 
     def _timeouts(self, section: Section, defaults: Section) -> Timeouts:
@@ -520,20 +523,19 @@ def load_config_with_warnings(path: str) -> Tuple[Config, List[Problem]]:
 
     @return: The configuration and the warnings, in file order.
     @raise ConfigError: With every error, including a file that cannot be
-        read.
+        read and each line that is not UTF-8 text.
     """
     try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError as error:
         reason = error.strerror or str(error)
         raise ConfigError(
             [Problem(path, 0, "", "", f"cannot read the configuration: {reason}")]
         )
-    except UnicodeDecodeError as error:
-        raise ConfigError(
-            [Problem(path, 0, "", "", f"the file is not UTF-8 text: {error}")]
-        )
+    text, problems = decode_text(data, path)
+    if problems:
+        raise ConfigError(problems)
     return parse_config_with_warnings(text, path)
 
 

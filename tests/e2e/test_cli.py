@@ -212,3 +212,61 @@ def test_bind_failure_exits_with_the_reason(
         assert port_is_free(first)
     finally:
         taken.close()
+
+
+#: HAProxy's words for a file without errors that listens nowhere.
+NO_LISTENER = "Configuration file has no error but will not start (no listener)"
+
+
+def test_check_refuses_a_file_without_listener(tmp_path: Path, rundir: Path) -> None:
+    """
+    An empty file, and one cut short after its global settings, fail
+    C{l4lb check} and C{--check} with HAProxy's message and exit status 2,
+    as C{haproxy -c} does; nothing says the file is valid.
+    """
+    cut = render_config([], [BackendSection("be", [ServerLine("s1", "127.0.0.1", free_port())])])
+    for name, text in (("empty.ini", ""), ("cut.ini", cut)):
+        path = tmp_path / name
+        path.write_text(text)
+        for argv in (
+            [l4lb_path(), "check", str(path)],
+            [twistd_path(), "-n", "--pidfile=", "l4lb", "--config", str(path), "--check"],
+        ):
+            result = run_command(argv, str(rundir))
+            output = result.stdout + result.stderr
+            assert result.returncode == 2, f"$ {' '.join(argv)}\n{output}"
+            assert f"{path}: {NO_LISTENER}" in result.stderr, output
+            assert "Configuration file is valid" not in output
+
+
+def test_file_without_listener_does_not_start(
+    tmp_path: Path, rundir: Path, balancers: BalancerFactory
+) -> None:
+    """
+    Starting with a file that has no frontend exits 1 with HAProxy's
+    message, and opens nothing: not even the runtime API's socket it
+    names.
+    """
+    sock_path = tmp_path / "admin.sock"
+    text = render_config(
+        [],
+        [BackendSection("be", [ServerLine("s1", "127.0.0.1", free_port())])],
+        global_={"stats socket": str(sock_path)},
+    )
+    path = tmp_path / "cut.ini"
+    path.write_text(text)
+    lb = Balancer.l4lb(str(path), str(rundir), [])
+    balancers.started.append(lb)
+    lb.start()
+    assert lb.process is not None
+    try:
+        status = lb.process.wait(15)
+    except subprocess.TimeoutExpired:
+        lb.kill()
+        lb.fail("still running 15s after start with a file without listener")
+    lb.join_output()
+    output = "\n".join(lb.lines() + lb.stderr_lines())
+    assert status == 1, output
+    assert f"{path}: {NO_LISTENER}" in output
+    assert "Traceback" not in output
+    assert not sock_path.exists()

@@ -246,3 +246,104 @@ def test_reload_command_through_socket(
     assert f"{path}:" in done.stdout and "Reload rejected" in done.stdout, done.stdout
     assert server_of(extra_port) == "s1" and server_of(port) == "s1"
     assert any("Reload rejected" in line for line in lb.lines())
+
+
+def test_reload_with_a_truncated_file_is_rejected(
+    servers: StartServer, balancers: BalancerFactory, tmp_path: Path
+) -> None:
+    """
+    A SIGHUP while the file is cut short (its globals written, its
+    frontend not yet), and the runtime API's C{reload} with an empty file,
+    are rejected in HAProxy's words: the port keeps accepting and an
+    established connection keeps relaying.
+    """
+    s1 = servers(EchoServer("s1"))
+    sock_path = str(tmp_path / "admin.sock")
+    port = free_port()
+    glob = {"stats socket": sock_path}
+    text = render_config(
+        [FrontendSection("fe", "127.0.0.1", port, "be")],
+        [BackendSection("be", [ServerLine("s1", "127.0.0.1", s1.port)])],
+        global_=glob,
+    )
+    path = balancers.write(text)
+    lb = balancers.start_file(path, ["fe"])
+    sock = connect(port)
+    try:
+        assert read_line(sock)[0] == b"s1"
+
+        summary = hup(lb, path, text[: text.index("[frontend fe]")])
+        assert "Reload rejected" in summary, summary
+        assert any(
+            f"{path}: Configuration file has no error but will not start (no listener)" in line
+            for line in lb.lines()
+        ), lb.output()
+        assert not refused(port)
+        assert server_of(port) == "s1"
+        sock.sendall(b"still here")
+        assert read_exactly(sock, len(b"still here")) == b"still here"
+
+        path.write_text("")
+        answer = socat(sock_path, "reload")
+        assert "(no listener)" in answer and "Reload rejected" in answer, answer
+        assert server_of(port) == "s1"
+        sock.sendall(b"and here")
+        assert read_exactly(sock, len(b"and here")) == b"and here"
+    finally:
+        finish(sock)
+
+
+def test_server_back_before_hard_stop_after_keeps_its_streams(
+    servers: StartServer, balancers: BalancerFactory
+) -> None:
+    """
+    Six clients stream over two servers; a SIGHUP removes s2 and another
+    adds it back (same name, same address) within C{hard-stop-after}: none
+    of the six streams is cut, not at that deadline either, and no
+    connection is logged C{KD}.
+    """
+    s1, s2 = servers(EchoServer("s1")), servers(EchoServer("s2"))
+    port = free_port()
+    grace = 3.0
+
+    def config(with_s2: bool = True) -> str:
+        lines = [ServerLine("s1", "127.0.0.1", s1.port)]
+        if with_s2:
+            lines.append(ServerLine("s2", "127.0.0.1", s2.port))
+        return render_config(
+            [FrontendSection("fe", "127.0.0.1", port, "be")],
+            [BackendSection("be", lines)],
+            global_={"hard-stop-after": f"{grace:g}s"},
+        )
+
+    path = balancers.write(config())
+    lb = balancers.start_file(path, ["fe"])
+    stop = threading.Event()
+    clients = [Streamer(i, port, stop) for i in range(6)]
+    try:
+        for client in clients:
+            client.start()
+        assert wait_until(lambda: all(c.rounds > 0 for c in clients), 30)
+        assert sorted(c.server for c in clients) == ["s1"] * 3 + ["s2"] * 3
+
+        removed_at = time.monotonic()
+        assert "1 server removed" in hup(lb, path, config(with_s2=False))
+        assert "1 server added" in hup(lb, path, config())
+        assert time.monotonic() - removed_at < grace, "the reloads took too long"
+        assert any("s2 is back" in line for line in lb.lines()), lb.output()
+
+        # Past the first reload's deadline, every stream still moves.
+        assert wait_until(lambda: time.monotonic() > removed_at + grace + 1.0, grace + 5)
+        rounds = [c.rounds for c in clients]
+        assert wait_until(lambda: all(c.rounds > r for c, r in zip(clients, rounds)), 30), [
+            c.error for c in clients
+        ]
+    finally:
+        stop.set()
+        for client in clients:
+            client.join(STREAM_LIMIT)
+    errors = [f"client {c.index} ({c.server}): {c.error}" for c in clients if c.error]
+    assert not errors, "\n".join(errors)
+    assert not any("hard-stop-after reached" in line for line in lb.lines()), lb.output()
+    records = lb.wait_for_records(6)
+    assert [r.termination for r in records] == ["--"] * 6, [r.line for r in records]
