@@ -13,12 +13,14 @@ be tested without touching the process; L{l4lb.tap} passes the real ones.
 from __future__ import annotations
 
 import resource
-from typing import Callable, Optional, Tuple
+from typing import Callable, Optional, Sequence, Tuple
 
 import attr
 
 #: Descriptors kept for everything that is not a relayed connection:
-#: listeners, log files, health checks, the runtime API, the resolver.
+#: listeners, log files, health checks, the resolver, and one connection
+#: to each of l4lb's own listeners when the limit leaves them no more
+#: (L{own_listener_caps}).
 FD_RESERVE = 64
 
 #: C{getrlimit(RLIMIT_NOFILE)}: the current C{(soft, hard)} limits.
@@ -80,6 +82,45 @@ def needed_descriptors(maxconn: int) -> int:
     plus L{FD_RESERVE}.
     """
     return 2 * maxconn + FD_RESERVE
+
+
+def traffic_maxconn(soft: int, own: int) -> int:
+    """
+    The global C{maxconn} when the configuration sets none: what the soft
+    limit holds after L{FD_RESERVE} and the connections of l4lb's own
+    listeners, two descriptors per relayed connection.
+
+    @param soft: The soft C{RLIMIT_NOFILE} (C{RLIM_INFINITY} for none).
+    @param own: The caps of l4lb's own listeners, added up.
+    """
+    if soft == resource.RLIM_INFINITY:
+        soft = 1 << 20
+    return max(1, (soft - FD_RESERVE - own) // 2)
+
+
+def own_listener_caps(soft: int, maxconn: int, wanted: Sequence[int]) -> Tuple[int, ...]:
+    """
+    The connection caps of l4lb's own listeners (runtime API, statistics
+    pages), taken only from what the descriptor limit leaves once the
+    traffic's C{maxconn} and L{FD_RESERVE} are counted.
+
+    When everything wanted fits, each listener gets its cap.  Otherwise
+    what is left is shared evenly, and each listener keeps at least one
+    connection, counted in L{FD_RESERVE}, so that an operator can always
+    get in.
+
+    @param soft: The soft C{RLIMIT_NOFILE} (C{RLIM_INFINITY} for none).
+    @param maxconn: The traffic's global C{maxconn}.
+    @param wanted: Each listener's configured cap.
+    @return: Each listener's cap, in the order of C{wanted}.
+    """
+    if soft == resource.RLIM_INFINITY or not wanted:
+        return tuple(wanted)
+    left = soft - needed_descriptors(maxconn)
+    if left >= sum(wanted):
+        return tuple(wanted)
+    share = max(0, left) // len(wanted)
+    return tuple(max(1, min(cap, share)) for cap in wanted)
 
 
 def shortage_warning(limit: NofileLimit, maxconn: int) -> Optional[str]:

@@ -21,7 +21,9 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from l4lb.balancers import find_factory
-from l4lb.config.model import Config
+from l4lb.admin.cap import CappedFactory, caps_in_effect, own_listeners
+from l4lb.config.model import Config, GlobalSettings
+from l4lb.fdlimit import traffic_maxconn
 from l4lb.health.monitor import DEFAULT_BUILDERS, HealthMonitor
 from l4lb.health.warmup import SlowStart
 from l4lb.logs import open_sink
@@ -57,16 +59,25 @@ def set_pipe_limit(maxconn: int, maxpipes: Optional[int]) -> None:
     lean.PIPES.limit = maxconn // 4 if maxpipes is None else maxpipes
 
 
-def default_maxconn() -> int:
+def default_maxconn(own: int = 0) -> int:
     """
     The global C{maxconn} when the configuration sets none: half the
     file-descriptor limit (each relayed connection holds two sockets), less
-    a reserve for listeners, logs and checks.
+    a reserve for listeners, logs and checks and the connections of l4lb's
+    own listeners (L{l4lb.fdlimit.traffic_maxconn}).
+
+    @param own: The caps of l4lb's own listeners, added up.
     """
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft == resource.RLIM_INFINITY:
-        soft = 1 << 20
-    return max(1, (soft - 64) // 2)
+    return traffic_maxconn(soft, own)
+
+
+def process_maxconn(settings: GlobalSettings) -> int:
+    """
+    The traffic's global C{maxconn}: as configured, or derived from the
+    file-descriptor limit after the own listeners' caps.
+    """
+    return settings.maxconn or default_maxconn(sum(own_listeners(settings).values()))
 
 
 class BalancerService(MultiService):
@@ -88,6 +99,9 @@ class BalancerService(MultiService):
         socket}), or C{None}.
     @ivar stats_port: The statistics pages' listening port (C{stats
         bind}), or C{None}.
+    @ivar own_caps: The connection caps of l4lb's own listeners in effect
+        (C{"stats socket"}, C{"stats bind"}), within the descriptors the
+        traffic's C{maxconn} leaves (L{l4lb.fdlimit.own_listener_caps}).
     @ivar retired: The servers a reload removed that still have
         connections (L{l4lb.reload}).
     @ivar config_path: The file a reload reads (by default the
@@ -112,7 +126,7 @@ class BalancerService(MultiService):
         self.reactor = reactor
         self._sink = sink
         self.sink: Any = None
-        maxconn = config.global_settings.maxconn or default_maxconn()
+        maxconn = process_maxconn(config.global_settings)
         self.limiter = ConnectionLimiter(maxconn)
         set_pipe_limit(maxconn, config.global_settings.maxpipes)
         self.slowstart: Optional[SlowStart] = self._slowstart(reactor)
@@ -126,6 +140,7 @@ class BalancerService(MultiService):
         self.ports: Dict[str, List[Any]] = {}
         self.admin_port: Any = None
         self.stats_port: Any = None
+        self.own_caps: Dict[str, int] = {}
         self.ready: Deferred[None] = Deferred()
         self._bound = False
         self.monitor = HealthMonitor(
@@ -163,10 +178,19 @@ class BalancerService(MultiService):
             except BindError:
                 self._close_ports()
                 raise
+        self.own_caps = self._own_caps()
         self._listen_admin()
         self._listen_stats()
         self._bound = True
         super().privilegedStartService()
+
+    def _own_caps(self) -> Dict[str, int]:
+        """
+        The own listeners' caps, lowered (with a warning) where the
+        descriptor limit cannot hold them beside the traffic's C{maxconn}.
+        """
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        return caps_in_effect(self.config.global_settings, soft, self.limiter.maxconn)
 
     def _listen_admin(self) -> None:
         """
@@ -183,7 +207,12 @@ class BalancerService(MultiService):
 
         try:
             self.admin_port = listen_admin(
-                self.reactor, where.path, where.mode, AdminCommands(self, self.reactor)
+                self.reactor,
+                where.path,
+                where.mode,
+                AdminCommands(self, self.reactor),
+                timeout=self.config.global_settings.stats_timeout,
+                maxconn=(self.own_caps or self._own_caps())["stats socket"],
             )
         except Exception as e:
             self._close_ports()
@@ -205,10 +234,10 @@ class BalancerService(MultiService):
         host = where.host.replace(":", "\\:")
         kind = "tcp6" if ":" in where.host else "tcp"
         endpoint = serverFromString(self.reactor, f"{kind}:{where.port}:interface={host}")
+        site = stats_site(self, self.reactor, settings.stats_auth, settings.stats_timeout)
+        capped = CappedFactory(site, (self.own_caps or self._own_caps())["stats bind"])
         try:
-            self.stats_port = _listen_now(
-                endpoint, stats_site(self, self.reactor, settings.stats_auth)
-            )
+            self.stats_port = capped.watch(_listen_now(endpoint, capped))
         except Exception as e:
             self._close_ports()
             raise BindError(

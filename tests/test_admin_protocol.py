@@ -102,7 +102,8 @@ def test_listen_admin_mode_and_stale_socket() -> None:
 def test_config_stats_socket() -> None:
     """
     C{stats socket} takes a path and an optional octal mode (0600 by
-    default); a relative path or a bad mode is an error.
+    default) and HAProxy's C{level admin}; a relative path, a bad mode or
+    a lower level is an error.
     """
     base = "[global]\nstats socket = {}\n"
     config = parse_config(base.format("/run/l4lb/admin.sock"), "lb.ini")
@@ -110,7 +111,9 @@ def test_config_stats_socket() -> None:
     config = parse_config(base.format("/tmp/a.sock mode 660"), "lb.ini")
     assert config.global_settings.stats_socket == StatsSocket("/tmp/a.sock", 0o660)
     assert parse_config("[global]\n", "lb.ini").global_settings.stats_socket is None
-    for bad in ("admin.sock", "/a.sock mode 99", "/a.sock level admin"):
+    config = parse_config(base.format("/tmp/a.sock mode 660 level admin"), "lb.ini")
+    assert config.global_settings.stats_socket == StatsSocket("/tmp/a.sock", 0o660)
+    for bad in ("admin.sock", "/a.sock mode 99", "/a.sock level user"):
         with pytest.raises(ConfigError):
             parse_config(base.format(bad), "lb.ini")
 

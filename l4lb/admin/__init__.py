@@ -7,4 +7,6 @@ Operating a running balancer: the runtime API on a UNIX socket
     - L{l4lb.admin.render}: those rows as CSV.
     - L{l4lb.admin.commands}: parsing and running one command line.
     - L{l4lb.admin.protocol}: the socket's protocol and factory.
+    - L{l4lb.admin.cap}: the connection cap of l4lb's own listeners and
+      the descriptors they may take.
 """

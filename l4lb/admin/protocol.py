@@ -6,31 +6,83 @@ Each command's answer is followed by an empty line, then the connection is
 closed, so that C{echo 'show stat' | socat stdio UNIX-CONNECT:PATH} works.
 The command C{prompt} keeps the connection open for more lines, each
 answer followed by a C{> } prompt, until C{quit}.
+
+A connection that sends nothing for C{stats timeout} (10 s by default) is
+closed, and the socket serves at most C{maxconn} connections at once (10 by
+default, L{l4lb.admin.cap}), as HAProxy's does.
 """
 
 from __future__ import annotations
 
 import os
 import stat
-from typing import Any
+from typing import Any, Optional
 
-from twisted.internet.protocol import Factory
+from twisted.internet.protocol import Factory, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
+from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
 
+from l4lb.admin.cap import CappedFactory
 from l4lb.admin.commands import AdminCommands, CommandError
+
+#: HAProxy's default C{stats timeout}, in seconds.
+DEFAULT_TIMEOUT = 10.0
+#: HAProxy's default C{stats maxconn}.
+DEFAULT_MAXCONN = 10
 
 _log = Logger(namespace="l4lb")
 
 
-class AdminProtocol(LineOnlyReceiver):
+class AdminProtocol(LineOnlyReceiver, TimeoutMixin):
     """
-    One connection to the runtime API.
+    One connection to the runtime API; closed once idle for the factory's
+    C{timeout}.
     """
 
     delimiter = b"\n"
     MAX_LENGTH = 16384
     interactive = False
+    _abort: Any = None
+
+    def connectionMade(self) -> None:
+        """
+        Start the idle timer on the factory's clock.
+        """
+        factory: AdminFactory = self.factory  # type: ignore[assignment]
+        self.callLater = factory.clock.callLater  # type: ignore[method-assign]
+        self.setTimeout(factory.timeout)
+
+    def dataReceived(self, data: bytes) -> None:
+        """
+        Restart the idle timer, then read the lines.
+        """
+        self.resetTimeout()
+        super().dataReceived(data)
+
+    def timeoutConnection(self) -> None:
+        """
+        Close an idle connection.  One that does not take what is still
+        to be written to it within another timeout is aborted, so that a
+        client that stopped reading cannot hold the descriptor.
+        """
+        factory: AdminFactory = self.factory  # type: ignore[assignment]
+        self.transport.loseConnection()  # type: ignore[union-attr]
+        if factory.timeout is not None:
+            self._abort = factory.clock.callLater(
+                factory.timeout, self.transport.abortConnection  # type: ignore[union-attr]
+            )
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """
+        Stop the timers.
+        """
+        self.setTimeout(None)
+        if self._abort is not None and self._abort.active():
+            self._abort.cancel()
+        self._abort = None
+        super().connectionLost(reason)
 
     def lineReceived(self, line: bytes) -> None:
         """
@@ -73,20 +125,49 @@ class AdminFactory(Factory):
     """
     Builds an L{AdminProtocol} per connection, all sharing one
     L{AdminCommands}.
+
+    @ivar timeout: Seconds a connection may stay idle (C{stats timeout}),
+        or C{None} for no limit.
+    @ivar clock: The L{IReactorTime} the idle timers run on.
     """
 
     protocol = AdminProtocol
     noisy = False
 
-    def __init__(self, commands: AdminCommands) -> None:
+    def __init__(
+        self,
+        commands: AdminCommands,
+        timeout: Optional[float] = DEFAULT_TIMEOUT,
+        clock: Any = None,
+    ) -> None:
+        """
+        @param commands: Runs each command.
+        @param timeout: The idle timeout in seconds, or C{None} for none.
+        @param clock: The clock of the idle timers; the global reactor when
+            C{None}.
+        """
+        if clock is None:
+            from twisted.internet import reactor as clock
         self.commands = commands
+        self.timeout = timeout
+        self.clock = clock
 
 
-def listen_admin(reactor: Any, path: str, mode: int, commands: AdminCommands) -> Any:
+def listen_admin(
+    reactor: Any,
+    path: str,
+    mode: int,
+    commands: AdminCommands,
+    timeout: float = DEFAULT_TIMEOUT,
+    maxconn: int = DEFAULT_MAXCONN,
+) -> Any:
     """
     Listen on the UNIX socket C{path} with permission bits C{mode}; a stale
     socket file left by an earlier process is removed first.
 
+    @param timeout: Seconds a connection may stay idle (C{stats timeout}).
+    @param maxconn: The most connections served at once; more wait in the
+        socket's backlog (L{l4lb.admin.cap}).
     @return: The listening port.
     """
     try:
@@ -94,7 +175,8 @@ def listen_admin(reactor: Any, path: str, mode: int, commands: AdminCommands) ->
             os.unlink(path)
     except FileNotFoundError:
         pass
-    port = reactor.listenUNIX(path, AdminFactory(commands), mode=mode)
+    capped = CappedFactory(AdminFactory(commands, timeout, reactor), maxconn)
+    port = capped.watch(reactor.listenUNIX(path, capped, mode=mode))
     # listenUNIX applies the mode through chmod after bind, as wanted; the
     # explicit chmod keeps it exact whatever the umask.
     os.chmod(path, mode)

@@ -2,6 +2,8 @@
 The statistics web pages (C{stats bind}): C{/} the HTML page, C{/;csv} and
 C{/stats.csv} the CSV, C{/stats.json}, and C{/metrics} for Prometheus.
 Every page only reads: the pages answer C{GET} and C{HEAD}, nothing else.
+An idle connection is closed after C{stats timeout}; L{l4lb.service} caps
+how many are served at once (L{l4lb.admin.cap}).
 """
 
 from __future__ import annotations
@@ -11,6 +13,9 @@ import hmac
 from typing import Any, Callable, Optional, Tuple
 
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
+from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
@@ -130,11 +135,44 @@ class _Unauthorized(Resource):
         return b"Authentication required.\n"
 
 
+class _StatsChannel(HTTPChannel):
+    """
+    An HTTP/1.1 connection to the statistics pages that times out without
+    logging: idle clients are routine here (a scraper keeping its
+    connection open between scrapes), and one log line each would bury the
+    process log.
+    """
+
+    _abort: Any = None
+
+    def timeoutConnection(self) -> None:
+        """
+        Close the idle connection; abort it if it is still open
+        C{abortTimeout} seconds later (a client that stopped reading).
+        """
+        if self.abortTimeout is not None:
+            self._abort = self.callLater(
+                self.abortTimeout, self.transport.abortConnection  # type: ignore[union-attr]
+            )
+        self.loseConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """
+        Forget the abort timer, then end as usual.
+        """
+        if self._abort is not None and self._abort.active():
+            self._abort.cancel()
+        self._abort = None
+        super().connectionLost(reason)
+
+
 class _QuietSite(Site):
     """
     A site that writes no access log: the process log is for connections
     and state changes.
     """
+
+    protocol = _StatsChannel  # type: ignore[assignment]
 
     def log(self, request: Any) -> None:
         """
@@ -142,11 +180,22 @@ class _QuietSite(Site):
         """
 
 
-def stats_site(service: Any, clock: Any, auth: Optional[Tuple[str, str]] = None) -> Site:
+def stats_site(
+    service: Any,
+    clock: Any,
+    auth: Optional[Tuple[str, str]] = None,
+    timeout: float = 10.0,
+) -> Site:
     """
     The web site of the statistics pages.
+
+    @param clock: The reactor's time: the pages' timestamps and the idle
+        timers of the connections.
+    @param timeout: Seconds a connection may stay idle before it is closed
+        (C{stats timeout}); Twisted's own default is twelve hours, which
+        lets idle clients hold descriptors the traffic needs.
     """
-    site = _QuietSite(StatsRoot(service, clock, auth))
+    site = _QuietSite(StatsRoot(service, clock, auth), timeout=timeout, reactor=clock)
     site.displayTracebacks = False
     site.noisy = False
     return site

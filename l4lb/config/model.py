@@ -400,8 +400,9 @@ class Backend:
     @ivar mode: C{"tcp"} or C{"udp"}.
     @ivar allbackups: When no active server is up, use every backup server
         rather than the first one only (HAProxy's C{option allbackups}).
-    @ivar udp_responses: A UDP session ends after this many replies from
-        the server; 0 means no limit.
+    @ivar udp_responses: Replies the server sends for each datagram from
+        the client: a UDP session ends once every datagram it took has had
+        them; 0 means no limit.
     @ivar udp_requests: A client's UDP session ends after this many
         datagrams from it, so that its next datagram picks a server again
         (1: every datagram is balanced); 0 means no limit.
@@ -487,6 +488,11 @@ class GlobalSettings:
     @ivar maxpipes: How many pipes the lean relay of one process may use
         at once to splice bulk transfers (C{maxpipes}); C{None} means a
         quarter of C{maxconn}, as HAProxy's default.
+    @ivar stats_timeout: Seconds an idle connection to the runtime API or
+        to the statistics pages stays open (C{stats timeout}).
+    @ivar stats_maxconn: The most connections each of l4lb's own
+        listeners (the runtime API, the statistics pages) serves at once,
+        unless its own C{maxconn} option says otherwise (C{stats maxconn}).
     """
 
     maxconn: int = 0
@@ -499,32 +505,42 @@ class GlobalSettings:
     relay: str = "lean"
     nbproc: int = 1
     maxpipes: Optional[int] = None
+    stats_timeout: float = 10.0
+    stats_maxconn: int = 10
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
 class StatsSocket:
     """
-    Where the runtime API listens: C{stats socket = PATH [mode OCTAL]}.
+    Where the runtime API listens: C{stats socket = PATH [mode OCTAL]
+    [level admin] [maxconn N]}.
 
     @ivar path: The UNIX socket's path.
     @ivar mode: Its permission bits (0600 unless C{mode} says otherwise).
+    @ivar maxconn: The most connections it serves at once, or C{None} for
+        the global C{stats maxconn}.
     """
 
     path: str
     mode: int = 0o600
+    maxconn: Optional[int] = None
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
 class StatsBind:
     """
-    Where the statistics web pages listen: C{stats bind = [HOST]:PORT}.
+    Where the statistics web pages listen: C{stats bind = [HOST]:PORT
+    [maxconn N]}.
 
     @ivar host: An IP address; C{127.0.0.1} when none is written.
     @ivar port: The TCP port.
+    @ivar maxconn: The most connections they serve at once, or C{None} for
+        the global C{stats maxconn}.
     """
 
     host: str
     port: int
+    maxconn: Optional[int] = None
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)

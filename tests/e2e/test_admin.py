@@ -6,11 +6,15 @@ C{stats socket}, and C{l4lb ctl}.
 from __future__ import annotations
 
 import csv
+import errno
 import io
 import os
+import select
 import shutil
+import socket
 import stat
 import subprocess
+import time
 from typing import Dict, List
 
 import pytest
@@ -21,14 +25,17 @@ from .backends import EchoServer
 from .conftest import BalancerFactory, StartServer
 from .harness import (
     BackendSection,
+    Balancer,
     FrontendSection,
     ServerLine,
     connect,
     free_port,
     l4lb_path,
     read_line,
+    render_config,
     run_command,
     subprocess_env,
+    wait_until,
 )
 
 
@@ -219,3 +226,138 @@ def test_stats_pages(
     )
     assert os.path.getsize(shot) > 1000
     held.close()
+
+
+def raise_own_nofile(count: int) -> None:
+    """
+    Let this test process hold C{count} more descriptors than it has open,
+    raising its soft limit (within the hard limit) when needed.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = len(os.listdir("/proc/self/fd")) + count + 64
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        if hard != resource.RLIM_INFINITY and hard < wanted:
+            pytest.fail(f"this test needs {wanted} descriptors; the hard limit is {hard}")
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+def idle_clients(
+    family: int, address: object, count: int, batch: int = 20
+) -> "List[socket.socket]":
+    """
+    Open C{count} connections that never send anything, C{batch} at a time,
+    each batch given a moment to be established (queued or accepted) before
+    the next, so that a listener without a cap has taken all it can by the
+    end; the kernel keeps retrying those it cannot queue yet.
+    """
+    held: "List[socket.socket]" = []
+    while len(held) < count:
+        wave = []
+        for _ in range(min(batch, count - len(held))):
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            sock.setblocking(False)
+            if sock.connect_ex(address) in (0, errno.EINPROGRESS):  # type: ignore[arg-type]
+                wave.append(sock)
+            else:
+                sock.close()
+        held.extend(wave)
+        if not wave:
+            break
+        deadline = time.monotonic() + 2.0
+        pending = list(wave)
+        while pending and time.monotonic() < deadline:
+            _, writable, _ = select.select([], pending, [], 0.1)
+            pending = [sock for sock in pending if sock not in writable]
+    return held
+
+
+def closed_by_peer(sock: socket.socket) -> bool:
+    """
+    Whether the peer has closed C{sock} (EOF or reset), without blocking.
+    """
+    try:
+        return sock.recv(1) == b""
+    except BlockingIOError:
+        return False
+    except OSError:
+        return True
+
+
+def test_idle_stats_connections_cannot_starve_the_traffic(
+    servers: StartServer, balancers: BalancerFactory, tmp_path: "os.PathLike[str]"
+) -> None:
+    """
+    With a 128-descriptor limit, 160 idle connections to the stats pages
+    and 40 to the runtime API take at most their caps (10 each) of l4lb's
+    descriptors: a traffic client is served at once, the runtime API and
+    the pages answer once the idle ones hit the short C{stats timeout}, and
+    those are closed by l4lb.
+    """
+    assert shutil.which("prlimit"), "prlimit (util-linux) is needed for this test"
+    limit, idle_web, idle_admin = 128, 160, 40
+    raise_own_nofile(idle_web + idle_admin + 16)
+    s1 = servers(EchoServer("s1"))
+    sock_path = os.path.join(str(tmp_path), "admin.sock")
+    stats_port = free_port()
+    be = BackendSection("be", [ServerLine("s1", "127.0.0.1", s1.port)])
+    fe = FrontendSection("fe", "127.0.0.1", free_port(), "be")
+    text = render_config(
+        [fe],
+        [be],
+        global_={
+            "maxconn": "20",
+            "stats socket": sock_path,
+            "stats bind": f"127.0.0.1:{stats_port}",
+            "stats timeout": "500ms",
+        },
+    )
+    lb = Balancer.l4lb(str(balancers.write(text)), str(balancers.rundir), ["fe"])
+    lb.argv = ["prlimit", f"--nofile={limit}:{limit}", *lb.argv]
+    balancers.started.append(lb)
+    lb.start().wait_ready()
+    baseline = lb.fd_count()
+
+    web = idle_clients(socket.AF_INET, ("127.0.0.1", stats_port), idle_web)
+    admin = idle_clients(socket.AF_UNIX, sock_path, idle_admin)
+    try:
+        assert len(web) == idle_web and web, "could not open the idle connections"
+        started = time.monotonic()
+        served = connect(fe.port, timeout=5.0)
+        try:
+            assert read_line(served)[0] == b"s1", "the traffic client was not served"
+        except (OSError, EOFError) as e:
+            pytest.fail(f"the traffic client was not served: {e!r}\n{lb.output(20)}")
+        finally:
+            served.close()
+        print(f"traffic client served {time.monotonic() - started:.3f}s after the flood")
+        held = lb.fd_count() - baseline
+        assert held <= 10 + 10 + 2, f"l4lb holds {held} descriptors more than at start"
+
+        def admin_answers() -> bool:
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                    sock.settimeout(2.0)
+                    sock.connect(sock_path)
+                    sock.sendall(b"show info\n")
+                    return b"Name: l4lb" in sock.recv(4096)
+            except OSError:
+                return False
+
+        def page_answers() -> bool:
+            try:
+                return fetch(f"http://127.0.0.1:{stats_port}/;csv")[0] == 200
+            except OSError:
+                return False
+
+        assert wait_until(admin_answers, timeout=30.0, interval=0.2), "runtime API silent"
+        print(f"runtime API answered after {time.monotonic() - started:.3f}s")
+        assert wait_until(page_answers, timeout=60.0, interval=0.2), "stats page silent"
+        print(f"stats page answered after {time.monotonic() - started:.3f}s")
+        closed = sum(closed_by_peer(sock) for sock in web + admin)
+        assert closed >= 20, f"only {closed} idle connections were timed out"
+        assert lb.fd_count() - baseline <= 10 + 10 + 2
+    finally:
+        for sock in web + admin:
+            sock.close()
