@@ -170,6 +170,76 @@ def test_set_maxconn_frontend() -> None:
     assert relay.gate.maxconn == 7
 
 
+@pytest.mark.parametrize(
+    "value", ["99999999999999999999999", "2147483648", "-1", "9" * 5000]
+)
+def test_set_maxconn_frontend_out_of_range(value: str) -> None:
+    """
+    A count outside 0-2147483647 (HAProxy's range, a C int) is refused
+    with HAProxy's reply, and the frontend keeps its limit.
+    """
+    relay, commands = make()
+    commands.run("set maxconn frontend fe 7")
+    with pytest.raises(CommandError) as caught:
+        commands.run(f"set maxconn frontend fe {value}")
+    assert str(caught.value) == "Value out of range."
+    assert relay.gate.maxconn == 7
+
+
+@pytest.mark.parametrize("value", ["\u00b2", "\u0661\u0662", "12x", "0x10", "1e3"])
+def test_set_maxconn_frontend_takes_ascii_digits_only(value: str) -> None:
+    """
+    Only ASCII decimal digits make a count: a superscript, another
+    script's digits or a hex or exponent form is refused with a one-line
+    error (not an internal error), and the limit stays.
+    """
+    relay, commands = make()
+    commands.run("set maxconn frontend fe 7")
+    with pytest.raises(CommandError) as caught:
+        commands.run(f"set maxconn frontend fe {value}")
+    assert "0 to 2147483647" in str(caught.value)
+    assert relay.gate.maxconn == 7
+
+
+def test_set_maxconn_frontend_bounds() -> None:
+    """
+    0 (no limit of its own) and 2147483647 are accepted, leading zeros
+    too.
+    """
+    relay, commands = make()
+    commands.run("set maxconn frontend fe 2147483647")
+    assert relay.gate.maxconn == 2147483647
+    commands.run("set maxconn frontend fe 000012")
+    assert relay.gate.maxconn == 12
+    commands.run("set maxconn frontend fe 0")
+    assert relay.gate.maxconn == 0
+
+
+@pytest.mark.parametrize(
+    "value, reply",
+    [
+        ("257", "Absolute weight can only be between 0 and 256 inclusive."),
+        ("9" * 5000, "Absolute weight can only be between 0 and 256 inclusive."),
+        ("9" * 5000 + "%", "above 256"),
+        ("25700%", "above 256"),
+        ("\u00b2", "is not a weight"),
+        ("\u0661\u0662", "is not a weight"),
+    ],
+)
+def test_set_weight_out_of_range(value: str, reply: str) -> None:
+    """
+    A weight above 256, however many digits it has, or written with
+    digits that are not ASCII, is refused with a one-line error (HAProxy's
+    reply for an absolute one) and the weight stays.
+    """
+    relay, commands = make()
+    commands.run("set server be/s1 weight 5")
+    with pytest.raises(CommandError) as caught:
+        commands.run(f"set server be/s1 weight {value}")
+    assert reply in str(caught.value)
+    assert relay.backend.server("s1").weight == 5
+
+
 def test_show_stat_columns_and_rows() -> None:
     """
     C{show stat} has HAProxy's header, one row per frontend, server and

@@ -13,7 +13,7 @@ import re
 from typing import Any, Callable, List, Tuple
 
 import l4lb
-from l4lb.admin.render import stat_csv
+from l4lb.admin.showstat import ShowError, show_info, show_stat
 from l4lb.admin.stats import stat_rows
 from l4lb.admin.tables import show_table
 from l4lb.tcp import lean
@@ -21,8 +21,8 @@ from l4lb.tcp import lean
 HELP = """\
 The following commands are valid at this level:
   help                                    : this list
-  show info                               : process information
-  show stat                               : statistics, HAProxy's CSV
+  show info [typed|json]                  : process information
+  show stat [typed|json]                  : statistics, HAProxy's CSV (or typed, JSON)
   show servers state [BACKEND]            : every server's runtime state
   show sess                               : open connections
   show table [FRONTEND]                   : stick tables (one: with its entries)
@@ -147,10 +147,16 @@ class AdminCommands:
             ("Backends", str(len(self.service.backends))),
             ("DroppedLogs", str(getattr(getattr(self.service, "sink", None), "dropped", 0))),
         ]
-        return "".join(f"{key}: {value}\n" for key, value in info)
+        try:
+            return show_info(args, info)
+        except ShowError as e:
+            raise CommandError(str(e))
 
     def _show_stat(self, args: List[str]) -> str:
-        return stat_csv(stat_rows(self.service, self.clock.seconds()))
+        try:
+            return show_stat(args, lambda: stat_rows(self.service, self.clock.seconds()))
+        except ShowError as e:
+            raise CommandError(str(e))
 
     def _show_servers_state(self, args: List[str]) -> str:
         backends = list(self.service.backends.values())
@@ -259,13 +265,12 @@ class AdminCommands:
         frontend = self.service.frontends.get(args[0])
         if frontend is None:
             raise CommandError(f"No such frontend '{args[0]}'.")
-        if not args[1].isdigit():
-            raise CommandError(f"'{args[1]}' is not a connection count; expected an integer >= 0.")
-        frontend.gate.maxconn = int(args[1])
+        maxconn = _parse_count(args[1])
+        frontend.gate.maxconn = maxconn
         frontend.gate.update()
         workers = getattr(self.service, "workers", None)
         if workers is not None:
-            workers.set_frontend_maxconn(frontend.name, int(args[1]))
+            workers.set_frontend_maxconn(frontend.name, maxconn)
         return ""
 
     def _reload(self, args: List[str]) -> str:
@@ -314,7 +319,40 @@ def _workers(service: Any, what: str) -> int:
     return int(workers.reading().get(what, 0))
 
 
-_WEIGHT = re.compile(r"^(\d+)(%?)$")
+#: The largest count the runtime API takes (C{set maxconn frontend}), as
+#: HAProxy's (a C int): a larger one is refused, never stored.
+MAX_COUNT = 2**31 - 1
+
+#: ASCII digits only: C{str.isdigit} and a regular expression's C{\d} also
+#: take other scripts' digits (and C{isdigit} superscripts, which C{int()}
+#: then refuses with an error).
+_COUNT = re.compile(r"^([+-]?)([0-9]+)$")
+
+_WEIGHT = re.compile(r"^([0-9]+)(%?)$")
+
+#: Weights are 0-256, so no valid weight or percentage needs more digits;
+#: checked before C{int()}, which refuses thousands of digits with an error.
+_WEIGHT_DIGITS = 6
+
+
+def _parse_count(text: str) -> int:
+    """
+    A connection count as C{set maxconn frontend} takes it: 0 to
+    L{MAX_COUNT}, with HAProxy's reply for one out of range.
+    """
+    match = _COUNT.match(text)
+    if match is None:
+        raise CommandError(
+            f"'{text}' is not a connection count; expected an integer from 0 to {MAX_COUNT}."
+        )
+    sign, digits = match.groups()
+    digits = digits.lstrip("0") or "0"
+    if len(digits) > len(str(MAX_COUNT)) or (sign == "-" and digits != "0"):
+        raise CommandError("Value out of range.")
+    value = int(digits)
+    if value > MAX_COUNT:
+        raise CommandError("Value out of range.")
+    return value
 
 
 def _parse_weight(text: str, configured: int) -> int:
@@ -325,11 +363,21 @@ def _parse_weight(text: str, configured: int) -> int:
     match = _WEIGHT.match(text)
     if match is None:
         raise CommandError(f"'{text}' is not a weight; expected 0-256 or a percentage such as 50%.")
-    value = int(match.group(1))
+    digits = match.group(1).lstrip("0") or "0"
+    if len(digits) > _WEIGHT_DIGITS:
+        # Above any weight or percentage that can give one; how far above
+        # does not matter.
+        value = 10**_WEIGHT_DIGITS
+    else:
+        value = int(digits)
     if match.group(2):
         # Rounded up, so that a non-zero share of a non-zero weight stays
         # non-zero.
         value = (configured * value + 99) // 100
-    if not 0 <= value <= 256:
-        raise CommandError(f"Weight {value} out of range; allowed: 0-256.")
+        if value > 256:
+            raise CommandError(
+                f"Weight {text} of the configured {configured} is above 256; allowed: 0-256."
+            )
+    elif value > 256:
+        raise CommandError("Absolute weight can only be between 0 and 256 inclusive.")
     return value
