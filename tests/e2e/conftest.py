@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterator, List, Optional, Protocol, Sequence, TypeVar
+from typing import Any, Callable, Iterator, List, Optional, Protocol, Sequence, TypeVar
 
 import pytest
 
@@ -184,6 +184,35 @@ def balancers(twistd: str, tmp_path: Path, rundir: Path) -> Iterator[BalancerFac
             errors.append(f"unhandled errors in the output\n{lb.output(200)}")
     if errors:
         pytest.fail("\n\n".join(errors))
+
+
+CLIENT_COUNTS: List[str] = []
+"""Lines of the real-clients suite's counts, printed at the end of the run."""
+
+
+@pytest.fixture
+def client_counts(request: pytest.FixtureRequest) -> Callable[..., None]:
+    """
+    Record what a real client did through l4lb (requests, errors, lost
+    replies, ...) so that the run prints it in its summary, passed or not:
+    C{client_counts("redis-benchmark", requests=20000, errors=0)}.
+    """
+
+    def record(client: str, **counts: object) -> None:
+        shown = " ".join(f"{key.replace('_', ' ')}={value}" for key, value in counts.items())
+        CLIENT_COUNTS.append(f"{request.node.name}: {client}: {shown}")
+
+    return record
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    """
+    Print the real clients' counts recorded with C{client_counts}.
+    """
+    if CLIENT_COUNTS:
+        terminalreporter.section("real clients through l4lb")
+        for line in CLIENT_COUNTS:
+            terminalreporter.write_line(line)
 
 
 @pytest.fixture(params=["lean", "classic"])
