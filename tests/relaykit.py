@@ -142,3 +142,24 @@ class Relay:
 
         session = self.session_of(attempt)
         session.clientConnectionFailed(self.reactor.connectors[attempt], Failure(reason))
+
+
+class ListeningPort:
+    """
+    Stands in for a listening port: records whether it reads and how many
+    connections each C{doRead} batch was allowed to accept.
+    """
+
+    def __init__(self, reading: bool = True) -> None:
+        self.reading = reading
+        self.numberAccepts = 100
+        self.batches: List[int] = []
+
+    def startReading(self) -> None:
+        self.reading = True
+
+    def stopReading(self) -> None:
+        self.reading = False
+
+    def doRead(self) -> None:
+        self.batches.append(self.numberAccepts)

@@ -23,7 +23,7 @@ from l4lb.config import ConfigError
 from l4lb.config.model import Config, StatsBind, StatsSocket
 from l4lb.config.parser import parse_config
 from l4lb.fdlimit import FD_RESERVE, own_listener_caps, traffic_maxconn
-from tests.relaykit import Relay
+from tests.relaykit import ListeningPort, Relay
 
 
 class Commands:
@@ -148,27 +148,6 @@ def test_stats_page_keepalive_connection_times_out_between_requests() -> None:
     assert transport.disconnecting
 
 
-class Port:
-    """
-    Stands in for a listening port: records whether it reads and how many
-    connections each C{doRead} batch was allowed to accept.
-    """
-
-    def __init__(self) -> None:
-        self.reading = False
-        self.numberAccepts = 100
-        self.batches: List[int] = []
-
-    def startReading(self) -> None:
-        self.reading = True
-
-    def stopReading(self) -> None:
-        self.reading = False
-
-    def doRead(self) -> None:
-        self.batches.append(self.numberAccepts)
-
-
 def test_capped_listener_stops_accepting_at_its_maxconn() -> None:
     """
     At its cap a listener of l4lb's own stops reading (new connections wait
@@ -177,7 +156,7 @@ def test_capped_listener_stops_accepting_at_its_maxconn() -> None:
     a closed connection resumes accepting.
     """
     capped = CappedFactory(Factory.forProtocol(Protocol), 2)
-    port = Port()
+    port = ListeningPort(reading=False)
     capped.watch(port)
     assert port.reading
     port.doRead()

@@ -22,7 +22,7 @@ from twisted.internet.interfaces import (
 from zope.interface import implementer
 
 from l4lb.cli import main
-from l4lb.config import check_config_file, report_check
+from l4lb.config import check_config_file
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import select
 import socket
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Iterator, List, Tuple
 
 import pytest
 from twisted.internet.testing import MemoryReactorClock

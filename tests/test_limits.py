@@ -5,30 +5,8 @@ it, and never accept more in one batch than there are free slots.
 
 from __future__ import annotations
 
-from typing import List
-
 from l4lb.tcp.limits import ConnectionLimiter
-
-
-class Port:
-    """
-    Stands in for a listening port: records reading state and how many
-    connections each C{doRead} batch was allowed to accept.
-    """
-
-    def __init__(self) -> None:
-        self.reading = True
-        self.numberAccepts = 100
-        self.batches: List[int] = []
-
-    def startReading(self) -> None:
-        self.reading = True
-
-    def stopReading(self) -> None:
-        self.reading = False
-
-    def doRead(self) -> None:
-        self.batches.append(self.numberAccepts)
+from tests.relaykit import ListeningPort as Port
 
 
 def test_ports_held_until_opened() -> None:

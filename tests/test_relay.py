@@ -9,7 +9,7 @@ from twisted.internet import error
 from twisted.python.failure import Failure
 
 from l4lb.config.model import Timeouts
-from tests.relaykit import Relay, servers
+from tests.relaykit import Relay
 
 DONE = Failure(error.ConnectionDone())
 RESET = Failure(error.ConnectionLost())

@@ -11,7 +11,7 @@ driven by a L{Clock}.
 from __future__ import annotations
 
 import ssl
-from typing import Any, Iterator, List, Tuple
+from typing import Any, List, Tuple
 
 import pytest
 from twisted.internet import error

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import socket
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Tuple
 
 import pytest
 from twisted.internet.error import ProcessDone, ProcessTerminated

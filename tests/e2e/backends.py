@@ -230,10 +230,15 @@ class EchoServer(ThreadedServer):
     """
     Sends its name and a newline, then echoes everything until EOF, then
     closes its side.
+
+    @cvar greeting: Whether it sends its name first.
     """
 
+    greeting = True
+
     def handle(self, conn: socket.socket) -> None:
-        conn.sendall(self.name.encode("ascii") + b"\n")
+        if self.greeting:
+            conn.sendall(self.name.encode("ascii") + b"\n")
         deadline = time.monotonic() + IO_TIMEOUT
         while time.monotonic() < deadline:
             data = conn.recv(CHUNK)

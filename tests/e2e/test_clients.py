@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 import subprocess
-import time
 from pathlib import Path
 from typing import Any, Callable, Dict, Sequence, Tuple
 
@@ -26,7 +24,7 @@ import pytest
 
 from tests.tlskit import make_pki
 
-from .backends import CHUNK, IO_TIMEOUT, ThreadedServer
+from .backends import EchoServer
 from .conftest import BalancerFactory, StartServer
 from .daemons import (
     Daemon,
@@ -333,20 +331,13 @@ def test_iperf3_tcp(
     assert endings.get("--", 0) >= 3 and sum(endings.values()) == 4, endings
 
 
-class PlainEcho(ThreadedServer):
+class PlainEcho(EchoServer):
     """
     Echoes what it receives until the client's end of stream, then closes
     its side: the reply is still in flight when the client has half-closed.
     """
 
-    def handle(self, conn: socket.socket) -> None:
-        deadline = time.monotonic() + IO_TIMEOUT
-        while time.monotonic() < deadline:
-            data = conn.recv(CHUNK)
-            if not data:
-                break
-            conn.sendall(data)
-        conn.shutdown(socket.SHUT_WR)
+    greeting = False
 
 
 def test_socat_tls_client_that_half_closes(

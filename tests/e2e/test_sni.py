@@ -8,7 +8,6 @@ sent to the default backend or refused, and the name in the log.
 from __future__ import annotations
 
 import datetime
-import os
 import socket
 import ssl
 import time

@@ -22,7 +22,7 @@ import pytest
 from twisted.names import dns
 
 from .conftest import BalancerFactory
-from .harness import Balancer, BackendSection, FrontendSection, ServerLine, free_port, wait_until
+from .harness import Balancer, BackendSection, FrontendSection, ServerLine, wait_until
 
 HERE = Path(__file__).resolve().parent
 
