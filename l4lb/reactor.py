@@ -43,17 +43,16 @@ if not hasattr(select, "epoll"):
         f" ({sys.platform}) does not have; run twistd without --reactor"
     )
 
-from twisted.internet import base as _base  # noqa: E402
-from twisted.internet.epollreactor import EPollReactor  # noqa: E402
-from twisted.internet.posixbase import _NO_FILEDESC  # noqa: E402
+from l4lb._twistedcompat import (  # noqa: E402
+    MAIN_LOOP_LOG,
+    NO_FILEDESC,
+    TOP_HANDLER,
+    EPollInternals,
+)
 
 __all__ = ["L4lbEPollReactor", "install"]
 
 _log = Logger(namespace="l4lb.reactor")
-
-# What Twisted's main loop logs an error of one turn with; without it (a
-# Twisted that renamed it), the loop is Twisted's own.
-_TOP_HANDLER: Any = getattr(_base, "_topHandler", None)
 
 # epoll_wait takes its timeout in milliseconds as a C int.
 _LONGEST_WAIT = 2147483
@@ -63,16 +62,12 @@ _EPOLLOUT: int = select.EPOLLOUT
 _DISCONNECTED: int = select.EPOLLHUP | select.EPOLLERR
 
 
-class L4lbEPollReactor(EPollReactor):
+class L4lbEPollReactor(EPollInternals):
     """
     C{EPollReactor} whose poll loop calls C{doRead}/C{doWrite} without
-    wrapping each call in a log context.
+    wrapping each call in a log context.  What it reads of Twisted's
+    internals it reads through L{l4lb._twistedcompat.EPollInternals}.
     """
-
-    _poller: Any
-    _selectables: Dict[int, Any]
-    _reads: Set[int]
-    _writes: Set[int]
 
     def doPoll(self, timeout: Optional[float]) -> None:
         """
@@ -82,15 +77,13 @@ class L4lbEPollReactor(EPollReactor):
         if timeout is None:
             timeout = -1
         try:
-            events: List[Tuple[int, int]] = self._poller.poll(
-                timeout, len(self._selectables)
-            )
+            selectables: Dict[int, Any] = self.selectables
+            events: List[Tuple[int, int]] = self.poller.poll(timeout, len(selectables))
         except OSError as err:
             if err.errno == errno.EINTR:
                 return
             raise
-        selectables = self._selectables
-        reads = self._reads
+        reads: Set[int] = self.reading
         for fd, event in events:
             selectable = selectables.get(fd)
             if selectable is None:
@@ -109,7 +102,7 @@ class L4lbEPollReactor(EPollReactor):
             else:
                 try:
                     if selectable.fileno() == -1:
-                        why = _NO_FILEDESC
+                        why = NO_FILEDESC
                     else:
                         if event & _EPOLLIN:
                             why = selectable.doRead()
@@ -127,7 +120,8 @@ class L4lbEPollReactor(EPollReactor):
             if why:
                 self._disconnect(selectable, why, in_read)
 
-    doIteration = doPoll
+    # Twisted names its parameter "delay" here, and "timeout" in doPoll.
+    doIteration = doPoll  # type: ignore[assignment]
 
     def mainLoop(self) -> None:
         """
@@ -137,27 +131,28 @@ class L4lbEPollReactor(EPollReactor):
         for C{runUntilCurrent} to do, and the wait is the time to the
         next scheduled call.  Any other turn runs as in Twisted.
         """
-        if _TOP_HANDLER is None:
+        if TOP_HANDLER is None:
             super().mainLoop()
             return
         seconds = self.seconds
-        while self._started:
-            with _TOP_HANDLER:
-                while self._started:
-                    if self.threadCallQueue or self._newTimedCalls or self._justStopped:
-                        wait = self._run_due()
+        started = self.loop_started
+        next_due = self.next_due
+        while started():
+            with TOP_HANDLER:
+                while started():
+                    wait: Optional[float]
+                    # -inf when the turn has more to run than due calls.
+                    due = next_due()
+                    if due is None:
+                        wait = None
                     else:
-                        calls = self._pendingTimedCalls
-                        if not calls:
-                            wait = None
-                        else:
-                            wait = calls[0].time - seconds()
-                            if wait <= 0:
-                                wait = self._run_due()
-                            elif wait > _LONGEST_WAIT:
-                                wait = _LONGEST_WAIT
+                        wait = due - seconds()
+                        if wait <= 0:
+                            wait = self._run_due()
+                        elif wait > _LONGEST_WAIT:
+                            wait = _LONGEST_WAIT
                     self.doIteration(self.running and wait)
-        getattr(_base, "_log", _log).info("Main loop terminated.")
+        MAIN_LOOP_LOG.info("Main loop terminated.")
 
     def _run_due(self) -> Optional[float]:
         """
@@ -175,10 +170,11 @@ class L4lbEPollReactor(EPollReactor):
         system call per socket closed.
         """
         fd = selectable.fileno()
-        if fd >= 0 and self._selectables.get(fd) is selectable:
-            del self._selectables[fd]
-            self._reads.discard(fd)
-            self._writes.discard(fd)
+        selectables = self.selectables
+        if fd >= 0 and selectables.get(fd) is selectable:
+            del selectables[fd]
+            self.reading.discard(fd)
+            self.writing.discard(fd)
 
     def hand_over(self, old: Any, new: Any, reading: bool, writing: bool) -> bool:
         """
@@ -191,23 +187,25 @@ class L4lbEPollReactor(EPollReactor):
             and C{new} must be added the usual way.
         """
         fd = old.fileno()
-        if fd < 0 or self._selectables.get(fd) is not old:
+        selectables = self.selectables
+        if fd < 0 or selectables.get(fd) is not old:
             return False
-        if (fd in self._reads, fd in self._writes) != (reading, writing):
+        reads, writes = self.reading, self.writing
+        if (fd in reads, fd in writes) != (reading, writing):
             if reading or writing:
                 flags = (_EPOLLIN if reading else 0) | (_EPOLLOUT if writing else 0)
-                self._poller.modify(fd, flags)
+                self.poller.modify(fd, flags)
             else:
-                self._poller.unregister(fd)
-        for registered, wanted in ((self._reads, reading), (self._writes, writing)):
+                self.poller.unregister(fd)
+        for registered, wanted in ((reads, reading), (writes, writing)):
             if wanted:
                 registered.add(fd)
             else:
                 registered.discard(fd)
         if reading or writing:
-            self._selectables[fd] = new
+            selectables[fd] = new
         else:
-            del self._selectables[fd]
+            del selectables[fd]
         return True
 
     def _disconnect(self, selectable: Any, why: Any, in_read: bool) -> None:
@@ -217,7 +215,7 @@ class L4lbEPollReactor(EPollReactor):
         C{callWithLogger} did around the whole dispatch).
         """
         try:
-            self._disconnectSelectable(selectable, why, in_read)
+            self.disconnect_selectable(selectable, why, in_read)
         except KeyboardInterrupt:
             raise
         except BaseException:

@@ -18,22 +18,23 @@ until it ends its own.  L{HalfCloseTLSTransport} behaves that way:
   - Once both directions have ended, the TCP connection is closed.
 
 This relies on parts of Twisted's TLS transport that Twisted does not
-promise: its receive loop (C{_flushReceiveBIO}), which is replaced here, and
-a few of its attributes.  They are used in this module only, and checked
-when it is imported (L{check_twisted}), so that a Twisted release that
-changes them stops l4lb at start-up instead of breaking live connections.
+promise: its receive loop, which is replaced here, and a few of its
+attributes.  They are reached through
+L{l4lb._twistedcompat.TLSTransportInternals}, which checks them when it is
+imported, so that a Twisted release that changes them stops l4lb at
+start-up instead of breaking live connections.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, List
+from typing import Any
 
-import twisted
 from OpenSSL import SSL
 from twisted.internet.interfaces import IHalfCloseableProtocol
-from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
+
+from l4lb._twistedcompat import TLSTransportInternals, check
 
 __all__ = ["HalfCloseTLSTransport", "check_twisted"]
 
@@ -41,51 +42,18 @@ __all__ = ["HalfCloseTLSTransport", "check_twisted"]
 _READ_SIZE = 1 << 15
 
 
-def _names(function: Callable[..., Any]) -> Iterable[str]:
-    """
-    The global and attribute names a function's code uses.
-    """
-    code = getattr(function, "__code__", None)
-    return code.co_names if code is not None else ()
-
-
 def check_twisted() -> None:
     """
-    Check that Twisted's TLS transport still has what
-    L{HalfCloseTLSTransport} relies on.
+    Check that Twisted still has what L{HalfCloseTLSTransport} (and the
+    rest of l4lb) relies on; see L{l4lb._twistedcompat.check}.
 
     @raise ImportError: Naming what is missing, when something is.
     """
-    missing: List[str] = []
-    base = TLSMemoryBIOProtocol
-    for name in ("_flushReceiveBIO", "_flushSendBIO", "_tlsShutdownFinished"):
-        if not callable(getattr(base, name, None)):
-            missing.append(f"TLSMemoryBIOProtocol.{name}()")
-    for name in ("_handshakeDone", "_lostTLSConnection", "_aborted"):
-        if not isinstance(getattr(base, name, None), bool):
-            missing.append(f"TLSMemoryBIOProtocol.{name}")
-    # The receive loop replaced here must be the one that hands the
-    # plaintext over, both as bytes arrive and when the connection is lost.
-    for caller in ("dataReceived", "connectionLost"):
-        if "_flushReceiveBIO" not in _names(getattr(base, caller)):
-            missing.append(f"TLSMemoryBIOProtocol.{caller}() calling _flushReceiveBIO()")
-    for name in ("_tlsConnection", "_appSendBuffer"):
-        if name not in _names(base.makeConnection):
-            missing.append(f"TLSMemoryBIOProtocol.{name}")
-    if "_aggregator" not in _names(BufferingTLSTransport.loseConnection):
-        missing.append("BufferingTLSTransport._aggregator")
-    if missing:
-        raise ImportError(
-            f"l4lb cannot half-close TLS connections with Twisted {twisted.__version__}:"
-            f" its TLS transport lacks {', '.join(missing)}"
-        )
-
-
-check_twisted()
+    check()
 
 
 @implementer(IHalfCloseableProtocol)
-class HalfCloseTLSTransport(BufferingTLSTransport):
+class HalfCloseTLSTransport(TLSTransportInternals):
     """
     Twisted's TLS transport, with each direction ended on its own (see the
     module's description).
@@ -108,11 +76,13 @@ class HalfCloseTLSTransport(BufferingTLSTransport):
             return
         super().dataReceived(data)
 
-    def _flushReceiveBIO(self) -> None:
-        # Hand over the plaintext OpenSSL has; unlike Twisted's loop, the
-        # peer's close_notify ends the read direction only.
-        connection = self._tlsConnection
-        while not (self._lostTLSConnection or self.read_ended):
+    def receive_plaintext(self) -> None:
+        """
+        Hand over the plaintext OpenSSL has; unlike Twisted's loop, the
+        peer's C{close_notify} ends the read direction only.
+        """
+        connection = self.tls_connection
+        while not (self.tls_lost or self.read_ended):
             try:
                 data = connection.recv(_READ_SIZE)
             except SSL.WantReadError:
@@ -122,12 +92,12 @@ class HalfCloseTLSTransport(BufferingTLSTransport):
             except SSL.Error:
                 # A broken record or a failed renegotiation: the connection
                 # is unusable, and is closed with this reason.
-                self._tlsShutdownFinished(Failure())
+                self.tls_failed(Failure())
             else:
-                if not self._aborted:
+                if not self.tls_aborted:
                     self.wrappedProtocol.dataReceived(data)
         # An alert or a handshake message may wait to be sent.
-        self._flushSendBIO()
+        self.send_tls_output()
 
     def readConnectionLost(self) -> None:
         """
@@ -137,7 +107,7 @@ class HalfCloseTLSTransport(BufferingTLSTransport):
         """
         if self.read_ended:
             return
-        if not self._handshakeDone:
+        if not self.handshake_done:
             transport: Any = self.transport
             transport.loseConnection()
             return
@@ -155,7 +125,7 @@ class HalfCloseTLSTransport(BufferingTLSTransport):
         connection if our direction had ended already.
         """
         self.read_ended = True
-        connection = self._tlsConnection
+        connection = self.tls_connection
         # A FIN without close_notify counts as one: OpenSSL then takes our
         # own close_notify as the end of the whole TLS session.
         connection.set_shutdown(connection.get_shutdown() | SSL.RECEIVED_SHUTDOWN)
@@ -164,7 +134,7 @@ class HalfCloseTLSTransport(BufferingTLSTransport):
             self.loseConnection()
             return
         self.wrappedProtocol.readConnectionLost()
-        connection = self._tlsConnection
+        connection = self.tls_connection
         if connection is not None and connection.get_shutdown() & SSL.SENT_SHUTDOWN:
             # Our close_notify went first (or was sent by a close that now
             # waited for the peer's): nothing is left to exchange.
@@ -180,25 +150,28 @@ class HalfCloseTLSTransport(BufferingTLSTransport):
         """
         if self.disconnecting or not self.connected:
             return
-        self._aggregator.flush()
-        if not self._handshakeDone or self._appSendBuffer or self._lostTLSConnection:
+        self.flush_small_writes()
+        if not self.handshake_done or self.plaintext_waiting or self.tls_lost:
             self.loseConnection()
             return
         try:
-            both_ended = self._tlsConnection.shutdown()
+            both_ended = self.tls_connection.shutdown()
         except SSL.Error:
             self.loseConnection()
             return
-        self._flushSendBIO()
+        self.send_tls_output()
         transport: Any = self.transport
         if both_ended:
             transport.loseConnection()
         else:
             transport.loseWriteConnection()
 
-    def _flushSendBIO(self) -> None:
-        # The TCP connection may be gone when this runs again (when both
-        # directions end, it is closed from within the TLS layer's own
-        # handling of incoming bytes).
-        if self._tlsConnection is not None:
-            super()._flushSendBIO()  # type: ignore[no-untyped-call]
+    def send_tls_output(self) -> None:
+        """
+        Write what OpenSSL has to send, if the TCP connection is still
+        there: it may be gone when this runs again (when both directions
+        end, it is closed from within the TLS layer's own handling of
+        incoming bytes).
+        """
+        if self.tls_connection is not None:
+            super().send_tls_output()

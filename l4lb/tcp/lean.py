@@ -38,11 +38,12 @@ import socket
 import sys
 from typing import Any, List, Optional, Tuple
 
-from twisted.internet import error, tcp
+from twisted.internet import error
 from twisted.internet.interfaces import IReactorFDSet, IReadWriteDescriptor
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from l4lb._twistedcompat import connection_socket
 from l4lb.tcp import splice
 from l4lb.tcp.raw import RawTransport
 
@@ -111,9 +112,9 @@ def plain(reactor: Any, transport: Any) -> bool:
         return True
     if not _LINUX or not IReactorFDSet.providedBy(reactor):
         return False
-    if not isinstance(transport, tcp.Connection) or getattr(transport, "TLS", False):
+    if getattr(transport, "TLS", False):
         return False
-    return isinstance(getattr(transport, "socket", None), socket.socket)
+    return connection_socket(transport) is not None
 
 
 @implementer(IReadWriteDescriptor)

@@ -2,8 +2,8 @@
 Reading a PROXY protocol header (versions 1 and 2) at the start of a
 connection, with Twisted's parsers (C{twisted.protocols.haproxy}).
 
-Twisted's parsers are private modules; this is the one place l4lb uses
-them, so that a change in Twisted touches nothing else.  Around them it
+Twisted's parsers are private modules, reached through
+L{l4lb._twistedcompat}; this is the one place l4lb uses them.  Around them it
 adds what an untrusted byte stream needs: it decides from the first bytes
 which version to expect, bounds the header's size (107 bytes for version 1,
 as the specification says; L{MAX_V2} for version 2), accepts
@@ -18,9 +18,8 @@ import struct
 from typing import Optional, Tuple
 
 import attr
-from twisted.protocols.haproxy._v1parser import V1Parser
-from twisted.protocols.haproxy._v2parser import V2Parser
 
+from l4lb._twistedcompat import V1Parser, V2Parser
 from l4lb.proxyproto import V1_MAX, V2_SIGNATURE
 from l4lb.tcp.stages import MAX_INSPECT
 

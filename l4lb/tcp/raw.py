@@ -24,6 +24,8 @@ from typing import Any, Optional, Tuple, Union
 from twisted.internet import address, error, tcp
 from twisted.python.failure import Failure
 
+from l4lb._twistedcompat import server_transport
+
 __all__ = ["RawTransport", "peer_address"]
 
 # One of each for every connection: a Failure is costly to make, and these
@@ -105,7 +107,7 @@ class RawTransport:
         the protocol's transport and starts reading.
         """
         if self.twisted is None:
-            transport = tcp.Server(self.socket, self.protocol, self.peer, None, 0, self.reactor)  # type: ignore[arg-type]
+            transport = server_transport(self.socket, self.protocol, self.peer, self.reactor)
             transport.repstr = f"<{type(self.protocol).__name__} on a lean socket>"
             self.twisted = transport
             self.protocol.transport = transport

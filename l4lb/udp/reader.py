@@ -21,10 +21,10 @@ import socket
 import sys
 from typing import Any, Callable, Optional
 
-from twisted.internet import udp
 from twisted.internet.interfaces import IReactorFDSet
 from twisted.logger import Logger
 
+from l4lb._twistedcompat import datagram_port_socket, set_do_read
 from l4lb.udp.sockets import BUFFER, READS_PER_WAKEUP, VIEW
 
 __all__ = ["read_directly"]
@@ -45,11 +45,11 @@ def read_directly(port: Any, listener: Any, reactor: Any) -> bool:
     """
     if not sys.platform.startswith("linux") or not IReactorFDSet.providedBy(reactor):
         return False
-    sock = getattr(port, "socket", None)
-    if not isinstance(port, udp.Port) or not isinstance(sock, socket.socket):
+    sock = datagram_port_socket(port)
+    if sock is None:
         return False
     listener.reply = sock.sendto
-    port.doRead = _reader(sock, listener)  # type: ignore[method-assign]
+    set_do_read(port, _reader(sock, listener))
     return True
 
 
