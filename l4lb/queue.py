@@ -111,6 +111,22 @@ class WaitQueue:
         except ValueError:
             pass
 
+    def hand_over(self, successor: "WaitQueue") -> None:
+        """
+        Move the waiting connections, in order, and the counters to
+        C{successor}, the queue of the backend a reload built to replace
+        this one's; each waiting connection's C{backend} becomes the
+        successor's.
+        """
+        for waiter in self._waiting:
+            if getattr(waiter, "backend", None) is self.backend:
+                waiter.backend = successor.backend  # type: ignore[attr-defined]
+        successor._waiting.extend(self._waiting)
+        self._waiting.clear()
+        successor.max = max(successor.max, self.max)
+        successor.total += self.total
+        successor.served += self.served
+
     def __contains__(self, waiter: object) -> bool:
         return waiter in self._waiting
 

@@ -5,30 +5,37 @@ L{reload_file} reads the file again.  When it has errors, they are logged
 and returned, and nothing changes; so is a file without errors that has
 no listener (an empty or half-written file, L{l4lb.config.listeners}),
 which would otherwise close every port.  When it is valid, L{apply_config}
-compares it with the running one and changes only what differs:
+runs it as a fresh start would, and keeps the running process's state.
 
- - frontends: new ones bound and opened, removed ones' ports closed (their
-   connections continue), changed ones updated for new connections (binds
-   added or closed, backend, C{maxconn}, timeouts, logging);
- - backends: new ones created, removed ones forgotten (their connections
-   continue), changed ones updated: servers added, removed, reweighted or
-   moved to a new address, the balancer rebuilt when the algorithm or the
-   set of servers changes;
- - servers that stay (same backend, same name) keep their runtime state:
-   admin state set through the API, health, counters, open connections;
-   a setting changed in the file (weight, C{maxconn}, C{disabled})
-   replaces the runtime value.  Their checks restart when check settings
-   change.
+A reload is a fresh start that keeps its state: every frontend, backend,
+server, balancer, check, UDP session table, limit and stick table is built
+again from the new configuration, by the same code as at start
+(L{l4lb.service.BalancerService.build_backend}, C{build_frontend},
+C{listen}, the health monitor's builders).  Then only runtime state is
+carried over, by name (L{l4lb.runtime_state}):
 
-Connections to a removed server (or of a removed backend) are left alone
-until they end, or until C{hard-stop-after} seconds after the reload.
-Global settings other than C{maxconn}, C{maxpipes}, C{hard-stop-after},
-C{spread-checks} and C{tune.relay} need a restart; a reload says so.
+ - the listening sockets of binds that did not change (no rebind, no
+   gap); changed binds are opened or closed;
+ - open TCP connections and UDP sessions: they go on with the server and
+   the settings they started with, counted and listed until they end;
+   those to a server the file removed are closed C{hard-stop-after}
+   seconds after the reload, unless the server comes back by then;
+ - per server: the state set at run time (drain, maint, weight), its
+   health and check history (its checks restart from C{init-state} when
+   they are made differently), its counters;
+ - the stick tables of frontends whose table is defined as before;
+ - a frontend's C{maxconn} set at run time.
+
+A value the file changed overrides the same value set at run time; a value
+it did not change keeps the run-time one.  Global settings other than
+C{maxconn}, C{maxpipes}, C{hard-stop-after}, C{spread-checks} and
+C{tune.relay} need a restart; a reload says so.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from functools import partial
+from typing import Any, Dict, List, Optional
 
 import attr
 from twisted.internet.defer import DeferredList
@@ -38,22 +45,26 @@ from l4lb.config import ConfigError, load_config_with_warnings
 from l4lb.config.listeners import require_listener
 from l4lb.config.model import Config
 from l4lb.pool import BackendState, Server
+from l4lb.runtime_state import (
+    BACKEND_COUNTERS,
+    FRONTEND_COUNTERS,
+    UDP_FRONTEND_COUNTERS,
+    ServerState,
+    apply_server,
+    capture_servers,
+    carry_counters,
+    plain,
+    prepare_health,
+)
 
 _log = Logger(namespace="l4lb")
+
+__all__ = ["ReloadResult", "RUNTIME_GLOBALS", "apply_config", "plain", "reload_file"]
 
 #: Global settings a reload applies; a change of any other needs a restart.
 RUNTIME_GLOBALS = frozenset(
     {"maxconn", "maxpipes", "hard_stop_after", "spread_checks", "relay"}
 )
-
-#: Server settings that do not affect its health checks.
-_NOT_CHECK = frozenset({"weight", "maxconn", "maxqueue", "disabled", "backup", "line", "options"})
-
-#: Backend settings that affect the health checks of all its servers.
-_BACKEND_CHECK = ("tcp_check", "tcp_check_rules", "udp_check", "log_health_checks", "mode")
-
-#: Backend settings that change how its balancer chooses.
-_BACKEND_BALANCE = ("balance", "balance_args", "hash_type", "hash_balance_factor", "allbackups")
 
 
 @attr.s(auto_attribs=True)
@@ -130,15 +141,17 @@ def reload_file(service: Any, path: Optional[str] = None) -> ReloadResult:
 
 def apply_config(service: Any, new: Config) -> ReloadResult:
     """
-    Change the running C{service} to run C{new}, keeping every established
-    connection, and log what changed.
+    Run C{new} in the running C{service} as a fresh start would, keeping
+    the runtime state (L{l4lb.runtime_state}) and every open connection,
+    and log what changed.
     """
     result = ReloadResult()
     old = service.config
     _apply_globals(service, old, new, result)
-    replaced = _apply_backends(service, old, new, result)
+    states = capture_servers(service)
     service.config = new
-    _apply_frontends(service, old, new, replaced, result)
+    _apply_backends(service, new, states, result)
+    _apply_frontends(service, old, new, result)
     _retire_later(service, new.global_settings.hard_stop_after)
     workers = getattr(service, "workers", None)
     if workers is not None:
@@ -148,26 +161,6 @@ def apply_config(service: Any, new: Config) -> ReloadResult:
         _log.error("Reload: {error}", error=error)
     _log.info("{summary}", summary=result.summary())
     return result
-
-
-# -- comparing -------------------------------------------------------------
-
-
-def plain(value: Any, skip: frozenset = frozenset({"line"})) -> Any:
-    """
-    C{value} (a configuration object) as nested tuples, without the fields
-    in C{skip} (line numbers by default), so that two configurations
-    compare equal when they differ only where things are written.
-    """
-    if attr.has(type(value)):
-        return tuple(
-            (f.name, plain(getattr(value, f.name)))
-            for f in attr.fields(type(value))
-            if f.name not in skip
-        )
-    if isinstance(value, tuple):
-        return tuple(plain(v) for v in value)
-    return value
 
 
 # -- global ----------------------------------------------------------------
@@ -193,66 +186,112 @@ def _apply_globals(service: Any, old: Config, new: Config, result: ReloadResult)
     # The own listeners keep their caps until a restart: count those.
     service.limiter.maxconn = after.maxconn or default_maxconn(sum(service.own_caps.values()))
     set_pipe_limit(service.limiter.maxconn, after.maxpipes)
+    service.monitor.spread_checks = after.spread_checks
     for state in service.frontends.values():
         state.gate.update()
 
 
-# -- backends --------------------------------------------------------------
+# -- backends and servers --------------------------------------------------
 
 
-def _apply_backends(service: Any, old: Config, new: Config, result: ReloadResult) -> set:
+def _apply_backends(
+    service: Any, new: Config, states: Dict[Any, ServerState], result: ReloadResult
+) -> None:
     """
-    Add, drop and update backends.
-
-    @return: The names of the backends whose L{BackendState} is new (added,
-        or replaced because their mode changed).
+    Build every backend of C{new} afresh, hand each the open connections,
+    queue and counters of the backend of the same name, and give each
+    server the runtime state of the server of the same name; then check
+    them all with checks built afresh.
     """
-    replaced = set()
-    wanted = {spec.name: spec for spec in new.backends}
-    for name in list(service.backends):
-        backend = service.backends[name]
-        spec = wanted.get(name)
-        if spec is None or spec.mode != backend.spec.mode:
-            del service.backends[name]
-            _retire_servers(service, backend, list(backend.servers))
-            if spec is None:
-                result.count("backend removed")
-                result.count("server removed", len(backend.servers))
+    monitor = service.monitor
+    for health in list(monitor.servers):
+        monitor.unwatch(health.server)
+    running: Dict[str, BackendState] = dict(service.backends)
+    old_backends = list(running.values())
+    built: Dict[str, BackendState] = {}
     for spec in new.backends:
-        backend = service.backends.get(spec.name)
-        if backend is None:
-            backend = service.build_backend(spec)
-            service.backends[spec.name] = backend
-            replaced.add(spec.name)
+        backend = built[spec.name] = service.build_backend(spec)
+        before = running.get(spec.name)
+        if before is None or before.spec.mode != spec.mode:
             result.count("backend added")
             result.count("server added", len(backend.servers))
-            for server in backend.servers:
-                _start_server(service, backend, server)
-        elif plain(backend.spec) != plain(spec):
+            continue
+        del running[spec.name]
+        if plain(before.spec) != plain(spec):
             result.count("backend changed")
-            _update_backend(service, backend, spec, result)
-        else:
-            backend.spec = spec
-    return replaced
+        _carry_backend(service, before, backend, result)
+    for before in old_backends:
+        if service.slowstart is not None:
+            service.slowstart.unwatch(before)
+    for name, before in running.items():
+        _retire_servers(service, before.servers)
+        if name not in built:
+            result.count("backend removed")
+            result.count("server removed", len(before.servers))
+    service.backends.clear()
+    service.backends.update(built)
+    for backend in built.values():
+        for server in backend.servers:
+            state = states.get((backend.name, server.name))
+            prepare = None if state is None else partial(prepare_health, state)
+            health = monitor.watch(backend, server, prepare)
+            if state is not None:
+                apply_server(state, server, health)
+            if server.address is None and service.running:
+                service._resolve_server(backend, server)
+        backend.queue.serve()
 
 
-def _start_server(service: Any, backend: BackendState, server: Server) -> None:
+def _carry_backend(
+    service: Any, before: BackendState, backend: BackendState, result: ReloadResult
+) -> None:
     """
-    Check and, when its host is a name, resolve a server new to the
-    running configuration.
+    Hand what C{before} holds at run time to C{backend}, its fresh
+    replacement: counters, queued connections, and the open connections
+    of each server that stays (same name).
     """
-    service.monitor.watch(backend, server)
-    if server.address is None and service.running:
-        service._resolve_server(backend, server)
+    carry_counters(before, backend, BACKEND_COUNTERS)
+    old_servers = {server.name: server for server in before.servers}
+    for server in backend.servers:
+        prior = old_servers.pop(server.name, None)
+        if prior is None:
+            result.count("server added")
+            _take_back(service, backend, server)
+            continue
+        if plain(prior.spec) != plain(server.spec):
+            result.count("server changed")
+        _move_sessions(prior, server, backend)
+    removed = list(old_servers.values())
+    _retire_servers(service, removed)
+    result.count("server removed", len(removed))
+    for server in backend.servers:
+        for _ in range(server.current):
+            backend.balancer.connection_taken(server)
+    before.queue.hand_over(backend.queue)
 
 
-def _retire_servers(service: Any, backend: BackendState, servers: List[Server]) -> None:
+def _move_sessions(prior: Server, server: Server, backend: BackendState) -> None:
     """
-    Stop checking C{servers} (removed) and keep those with connections
-    where a stop or C{hard-stop-after} finds them.
+    Make the open connections of C{prior} those of C{server}, its
+    replacement in C{backend}: they count against its C{maxconn} and show
+    in its stats and C{show sess}.
+    """
+    sessions, prior.sessions = prior.sessions, set()
+    for session in sessions:
+        session.server = server
+        if getattr(session, "backend", None) is prior.backend:
+            session.backend = backend
+    server.sessions |= sessions
+    server.current += prior.current
+    prior.current = 0
+
+
+def _retire_servers(service: Any, servers: List[Server]) -> None:
+    """
+    Keep the removed C{servers} that have connections where a stop or
+    C{hard-stop-after} finds them.
     """
     for server in servers:
-        service.monitor.unwatch(server)
         if server.sessions:
             service.retired.append(server)
 
@@ -270,7 +309,8 @@ def _take_back(service: Any, backend: BackendState, server: Server) -> None:
     for retired in service.retired:
         old = retired.spec
         if (
-            retired.backend is backend
+            retired.backend is not None
+            and retired.backend.name == backend.name
             and retired.name == server.name
             and (old.host, old.port) == (spec.host, spec.port)
         ):
@@ -278,119 +318,22 @@ def _take_back(service: Any, backend: BackendState, server: Server) -> None:
     else:
         return
     service.retired.remove(retired)
-    sessions, retired.sessions = retired.sessions, set()
-    for session in sessions:
-        session.server = server
-    server.sessions = sessions
-    server.current, retired.current = retired.current, 0
-    if sessions:
+    count = len(retired.sessions)
+    _move_sessions(retired, server, backend)
+    if count:
         _log.info(
             "Reload: server {backend}/{server} is back: its {count} open connection(s)"
             " stay open.",
             backend=backend.name,
             server=server.name,
-            count=len(sessions),
+            count=count,
         )
-
-
-def _update_backend(service: Any, backend: BackendState, spec: Any, result: ReloadResult) -> None:
-    old_spec = backend.spec
-    old_servers = {server.name: server for server in backend.servers}
-    checks_changed = any(
-        plain(getattr(old_spec, name)) != plain(getattr(spec, name)) for name in _BACKEND_CHECK
-    ) or old_spec.timeouts.check != spec.timeouts.check or (
-        old_spec.timeouts.connect != spec.timeouts.connect
-    )
-    rebuild = any(getattr(old_spec, name) != getattr(spec, name) for name in _BACKEND_BALANCE)
-    backend.spec = spec
-    servers: List[Server] = []
-    added: List[Server] = []
-    for server_spec in spec.servers:
-        server = old_servers.pop(server_spec.name, None)
-        if server is None:
-            server = Server(server_spec, backend)
-            service.prepare_servers([server])
-            _take_back(service, backend, server)
-            added.append(server)
-            rebuild = True
-        else:
-            changed, recheck, moved = _update_server(service, server, server_spec)
-            if changed:
-                result.count("server changed")
-            rebuild = rebuild or moved or server.spec.backup != server_spec.backup
-            if recheck or (checks_changed and server_spec.check):
-                service.monitor.unwatch(server)
-                service.monitor.watch(backend, server)
-        servers.append(server)
-    removed = list(old_servers.values())
-    if removed:
-        rebuild = True
-        _retire_servers(service, backend, removed)
-    backend.servers[:] = servers
-    if rebuild:
-        _rebuild_balancer(service, backend)
-    for server in added:
-        _start_server(service, backend, server)
-    result.count("server added", len(added))
-    result.count("server removed", len(removed))
-    backend.queue.serve()
-
-
-def _update_server(service: Any, server: Server, spec: Any) -> Tuple[bool, bool, bool]:
-    """
-    Apply a server's new configuration, keeping its runtime state where
-    the file did not change it.
-
-    @return: Whether anything changed, whether its checks must restart,
-        and whether its address changed.
-    """
-    old = server.spec
-    if plain(old) == plain(spec):
-        server.spec = spec
-        return False, False, False
-    recheck = plain(old, _NOT_CHECK) != plain(spec, _NOT_CHECK)
-    moved = (old.host, old.port) != (spec.host, spec.port)
-    server.spec = spec
-    fresh = Server(spec)
-    # What the relay derives from the configuration (PROXY header, TLS).
-    for name in ("preamble", "tls"):
-        if hasattr(fresh, name):
-            setattr(server, name, getattr(fresh, name))
-    service.prepare_servers([server])
-    if moved:
-        server.port = spec.port
-        server.address = spec.address
-        if spec.address is None and service.running:
-            service._resolve_server(server.backend, server)
-    if spec.weight != old.weight:
-        server.set_weight(spec.weight)
-    if spec.maxconn != old.maxconn:
-        server.set_maxconn(spec.maxconn)
-    if spec.disabled != old.disabled:
-        server.set_admin("maint" if spec.disabled else "ready")
-    return True, recheck, moved
-
-
-def _rebuild_balancer(service: Any, backend: BackendState) -> None:
-    """
-    Build the backend's balancer again over its servers, and tell it of
-    the connections already open, including those to removed servers.
-    """
-    from l4lb.balancers import find_factory
-
-    balancer = find_factory(backend.spec.balance).build(backend.servers, backend.spec.balance_args)
-    for server in backend.servers + [s for s in service.retired if s.backend is backend]:
-        for _ in range(server.current):
-            balancer.connection_taken(server)
-    backend.balancer = balancer
 
 
 # -- frontends -------------------------------------------------------------
 
 
-def _apply_frontends(
-    service: Any, old: Config, new: Config, replaced: set, result: ReloadResult
-) -> None:
+def _apply_frontends(service: Any, old: Config, new: Config, result: ReloadResult) -> None:
     from l4lb.service import BindError
 
     wanted = {spec.name: spec for spec in new.frontends}
@@ -417,22 +360,12 @@ def _apply_frontends(
                     DeferredList(closing).addCallback(_start_later, service, spec)
                     continue
                 _open(service, spec.name)
-            elif plain(before) != plain(spec):
-                result.count("frontend changed")
-                _update_frontend(service, before, spec)
-            elif _uses(spec, replaced):
-                # Unchanged, but a backend it names is a new object now.
-                _update_frontend(service, before, spec)
+            else:
+                if plain(before) != plain(spec):
+                    result.count("frontend changed")
+                _replace_frontend(service, before, spec)
         except BindError as e:
             result.errors.append(str(e))
-
-
-def _uses(spec: Any, backends: set) -> bool:
-    """
-    Whether the frontend C{spec} sends connections to any of C{backends}.
-    """
-    names = {spec.default_backend} | {route.backend for route in spec.sni_routes}
-    return bool(names & backends)
 
 
 def _start_later(_: Any, service: Any, spec: Any) -> None:
@@ -466,44 +399,68 @@ def _open(service: Any, name: str) -> None:
     _log.info("Proxy {name} started.", name=name)
 
 
-def _update_frontend(service: Any, before: Any, spec: Any) -> None:
-    from l4lb.tcp.stagelist import build_stages
+def _replace_frontend(service: Any, before: Any, spec: Any) -> None:
+    """
+    Build the frontend C{spec} afresh and hand it the ports, connections,
+    counters and run-time settings of the running frontend of that name.
+    """
+    from l4lb.udp.frontend import UdpFrontend
 
-    backend = service.backends[spec.default_backend]
-    sink = service.sink if spec.log else None
-    state = service.frontends.get(spec.name)
-    if state is not None:
-        state.spec = spec
-        state.backend = backend
-        state.backend_spec = backend.spec
-        state.sink = sink
-        state.lean = service.config.global_settings.relay == "lean"
-        state.inspect_delay = (
-            spec.inspect_delay if spec.inspect_delay is not None else spec.timeouts.client
-        )
-        state.stages = build_stages(spec, service.backends)
-        state.gate.maxconn = spec.maxconn
-        state.gate.update()
-    udp = service.udp_frontends.get(spec.name)
-    if udp is not None:
-        if udp.backend is not backend:
-            if udp._server_changed in udp.backend.listeners:
-                udp.backend.listeners.remove(udp._server_changed)
-            backend.listeners.append(udp._server_changed)
-        udp.spec = spec
-        udp.backend = backend
-        udp.sink = sink
-        udp.max_responses = backend.spec.udp_responses
-        udp.max_requests = backend.spec.udp_requests
-        udp._retries = backend.spec.retries
+    fresh = service.build_frontend(spec)
+    if isinstance(fresh, UdpFrontend):
+        running = service.udp_frontends[spec.name]
+        carry_counters(running, fresh, UDP_FRONTEND_COUNTERS)
+        running.hand_over(fresh)
+        service.udp_frontends[spec.name] = fresh
+    else:
+        _hand_over_tcp(service, before, spec, service.frontends[spec.name], fresh)
+        service.frontends[spec.name] = fresh
     _rebind(service, before, spec)
+
+
+def _hand_over_tcp(service: Any, before: Any, spec: Any, state: Any, fresh: Any) -> None:
+    """
+    Give the fresh TCP frontend C{fresh} the listening ports, the count of
+    open connections, the counters, the stick table and the run-time
+    C{maxconn} of C{state}, the one it replaces.  The connections already
+    open keep C{state} (their log format and sink).
+    """
+    from l4lb.protect.stage import SourceStage
+
+    carry_counters(state, fresh, FRONTEND_COUNTERS)
+    old_gate, gate = state.gate, fresh.gate
+    gate.current = old_gate.current
+    if spec.maxconn == before.maxconn:
+        # Not changed in the file: the value set at run time stays.
+        gate.maxconn = old_gate.maxconn
+    if before.stick_table is not None and plain(before.stick_table) == plain(spec.stick_table):
+        tables = [s.table for s in state.stages if isinstance(s, SourceStage)]
+        for stage in fresh.stages:
+            if isinstance(stage, SourceStage) and tables:
+                stage.table = tables[0]
+    service.limiter.remove(old_gate)
+    if old_gate.rate is not None:
+        old_gate.rate.stop()
+    old_gate.successor = gate
+    state.gate = gate
+    for port in service.ports.get(spec.name, []):
+        old_gate.remove_port(port)
+        factory = service.port_factories.get(port)
+        if factory is not None:
+            factory.frontend = fresh
+        gate.add_port(port)
+    if service.ready.called and getattr(service, "workers", None) is None:
+        gate.open()
 
 
 def _rebind(service: Any, before: Any, spec: Any) -> None:
     """
     Close the ports of binds no longer written and bind the new ones; the
-    ports of binds that stay are kept (their accept queues too).
+    ports of binds that stay are kept (their accept queues too), their
+    PROXY-header stage made again for the frontend's new settings.
     """
+    from l4lb.tcp.stagelist import bind_stages
+
     ports = service.ports.setdefault(spec.name, [])
     kept: Dict[Any, Any] = {}
     for bind, port in zip(before.binds, list(ports)):
@@ -520,7 +477,26 @@ def _rebind(service: Any, before: Any, spec: Any) -> None:
             port = service.listen(spec, bind)
             if service.ready.called and spec.name in service.udp_frontends:
                 port.startReading()
+        elif port in service.port_factories:
+            service.port_factories[port].first = bind_stages(spec, bind)
+            _relisten(service, spec, bind, port)
         ports.append(port)
+
+
+def _relisten(service: Any, spec: Any, bind: Any, port: Any) -> None:
+    """
+    Give a kept TCP port the listen backlog a start would give it now
+    (C{backlog}, C{maxconn} and the global C{maxconn} may have changed):
+    calling C{listen} again on a listening socket only changes its backlog.
+    """
+    from l4lb._twistedcompat import stream_port_socket
+    from l4lb.tcp.backlog import effective_backlog
+
+    sock = stream_port_socket(port)
+    if sock is not None:
+        sock.listen(
+            effective_backlog(bind.backlog, spec.backlog, spec.maxconn, service.limiter.maxconn)
+        )
 
 
 # -- connections to removed servers ---------------------------------------

@@ -91,6 +91,8 @@ class BalancerService(MultiService):
     @ivar udp_frontends: The L{UdpFrontend}s (C{mode udp}) by name.
     @ivar limiter: The process-wide connection limit.
     @ivar ports: The listening ports of each frontend, once bound.
+    @ivar port_factories: The L{FrontendFactory} of each TCP port, so that
+        a reload can hand the port to the frontend that replaces its own.
     @ivar ready: A L{Deferred} that fires once every frontend accepts
         connections (names resolved, ports open).
     @ivar monitor: The L{HealthMonitor} of the servers' checks, a child
@@ -112,6 +114,10 @@ class BalancerService(MultiService):
     @ivar slowstart: The L{l4lb.health.warmup.SlowStart} that warms up the
         servers that come back, or C{None} in a process that is sent their
         state (an C{nbproc} worker).
+    @ivar history: With C{stats bind}, the L{l4lb.admin.history.StatsHistory}
+        of the trends the HTML page draws (a child service); else C{None}.
+    @ivar started: When the service was made (clock time): the uptime's
+        start.
     """
 
     def __init__(self, config: Config, reactor: Any, sink: Optional[Any] = None) -> None:
@@ -138,9 +144,12 @@ class BalancerService(MultiService):
         self.frontends: Dict[str, FrontendState] = {}
         self.udp_frontends: Dict[str, UdpFrontend] = {}
         self.ports: Dict[str, List[Any]] = {}
+        self.port_factories: Dict[Any, FrontendFactory] = {}
         self.admin_port: Any = None
         self.stats_port: Any = None
         self.own_caps: Dict[str, int] = {}
+        self.history: Any = None
+        self.started = reactor.seconds()
         self.ready: Deferred[None] = Deferred()
         self._bound = False
         self.monitor = HealthMonitor(
@@ -234,7 +243,18 @@ class BalancerService(MultiService):
         host = where.host.replace(":", "\\:")
         kind = "tcp6" if ":" in where.host else "tcp"
         endpoint = serverFromString(self.reactor, f"{kind}:{where.port}:interface={host}")
-        site = stats_site(self, self.reactor, settings.stats_auth, settings.stats_timeout)
+        if self.history is None:
+            from l4lb.admin.history import StatsHistory
+            from l4lb.admin.stats import stat_rows
+
+            # The page's trends, sampled while the service runs.
+            self.history = StatsHistory(
+                self.reactor, lambda: stat_rows(self, self.reactor.seconds())
+            )
+            self.history.setServiceParent(self)
+        site = stats_site(
+            self, self.reactor, settings.stats_auth, settings.stats_timeout, self.history
+        )
         capped = CappedFactory(site, (self.own_caps or self._own_caps())["stats bind"])
         try:
             self.stats_port = capped.watch(_listen_now(endpoint, capped))
@@ -276,26 +296,35 @@ class BalancerService(MultiService):
             far are closed again first.
         """
         self.ports[spec.name] = []
-        if spec.mode == "udp":
-            self.udp_frontends[spec.name] = UdpFrontend(
-                spec, self.backends[spec.default_backend], self.reactor, self.sink, default_maxconn()
-            )
+        frontend = self.build_frontend(spec)
+        if isinstance(frontend, UdpFrontend):
+            self.udp_frontends[spec.name] = frontend
         else:
-            gate = self.limiter.gate(spec.maxconn)
-            if spec.rate_limit_sessions:
-                gate.rate = SessionRate(self.reactor, spec.rate_limit_sessions, gate.update)
-            state = FrontendState(
-                spec, self.backends[spec.default_backend], gate, self.reactor, self.sink
-            )
-            state.lean = self.config.global_settings.relay == "lean"
-            state.stages = build_stages(spec, self.backends)
-            self.frontends[spec.name] = state
+            self.frontends[spec.name] = frontend
         try:
             for bind in spec.binds:
                 self.ports[spec.name].append(self.listen(spec, bind))
         except BindError:
             self.stop_frontend(spec.name)
             raise
+
+    def build_frontend(self, spec: Any) -> Any:
+        """
+        Make a frontend's runtime state from its configuration and the
+        running backends (at start and on reload), without binding: a
+        L{UdpFrontend} for C{mode udp}, else a L{FrontendState} with its
+        gate under the process-wide limit.
+        """
+        backend = self.backends[spec.default_backend]
+        if spec.mode == "udp":
+            return UdpFrontend(spec, backend, self.reactor, self.sink, default_maxconn())
+        gate = self.limiter.gate(spec.maxconn)
+        if spec.rate_limit_sessions:
+            gate.rate = SessionRate(self.reactor, spec.rate_limit_sessions, gate.update)
+        state = FrontendState(spec, backend, gate, self.reactor, self.sink)
+        state.lean = self.config.global_settings.relay == "lean"
+        state.stages = build_stages(spec, self.backends)
+        return state
 
     def listen(self, spec: Any, bind: Any) -> Any:
         """
@@ -332,6 +361,7 @@ class BalancerService(MultiService):
         if bind.crt is None:
             accept_directly(port, factory, self.reactor)
         state.gate.add_port(port)
+        self.port_factories[port] = factory
         return port
 
     def unlisten(self, name: str, port: Any) -> "Deferred[Any]":
@@ -342,6 +372,11 @@ class BalancerService(MultiService):
         state = self.frontends.get(name)
         if state is not None:
             state.gate.remove_port(port)
+        self.port_factories.pop(port, None)
+        udp = self.udp_frontends.get(name)
+        listener = getattr(port, "protocol", None)
+        if udp is not None and listener in udp.listeners:
+            udp.listeners.remove(listener)
         return _maybe_deferred(port.stopListening())
 
     def stop_frontend(self, name: str) -> "Deferred[Any]":

@@ -233,14 +233,15 @@ def test_removed_frontend_is_closed_its_connections_stay() -> None:
     result = apply_config(service, parse_config(BASE, "lb.ini"))
     assert result.counts == {"frontend removed": 1}
     assert reactor.open_ports() == [8001] and "fe2" not in service.frontends
-    assert session.killed == [] and backend.server("s1").sessions == {session}
+    now = service.backends["be"]
+    assert session.killed == [] and now.server("s1").sessions == {session}
 
 
 def test_changed_frontend_binds_maxconn_backend() -> None:
     """
-    A changed frontend keeps the ports of binds that stay, closes the
-    dropped ones, binds the new ones and takes its new backend, limit and
-    timeouts for new connections; its counters stay.
+    A changed frontend is built afresh: it keeps the ports of binds that
+    stay, closes the dropped ones, binds the new ones and takes its new
+    backend, limit and timeouts for new connections; its counters stay.
     """
     text = BASE + "[backend other]\nserver o1 = 127.0.10.9:80\n"
     service, reactor = start(
@@ -255,7 +256,8 @@ def test_changed_frontend_binds_maxconn_backend() -> None:
         "timeout client = 9s\n",
     )
     apply_config(service, parse_config(changed, "lb.ini"))
-    assert service.frontends["fe"] is state and state.total == 7
+    state = service.frontends["fe"]
+    assert state.total == 7
     assert reactor.open_ports() == [8001, 8004] and not kept.closed
     assert service.ports["fe"][0] is kept
     assert state.backend is service.backends["other"] and state.gate.maxconn == 5
@@ -264,8 +266,8 @@ def test_changed_frontend_binds_maxconn_backend() -> None:
 
 def test_servers_added_removed_reweighted_moved() -> None:
     """
-    Servers are added, removed, reweighted and moved to a new address in
-    place; the balancer then picks among the new set only.
+    Servers are added, removed, reweighted and moved to a new address;
+    the balancer then picks among the new set only.
     """
     service, _ = start()
     backend = service.backends["be"]
@@ -280,8 +282,10 @@ def test_servers_added_removed_reweighted_moved() -> None:
         "server added": 1,
         "server removed": 1,
     }
+    backend = service.backends["be"]
     assert [s.name for s in backend.servers] == ["s1", "s3"]
-    assert backend.server("s1") is s1 and (s1.address, s1.port, s1.weight) == ("127.0.10.11", 81, 3)
+    s1 = backend.server("s1")
+    assert (s1.address, s1.port, s1.weight) == ("127.0.10.11", 81, 3)
     picked = {backend.pick("192.0.2.1").name for _ in range(8)}
     assert picked == {"s1", "s3"}
 
@@ -298,7 +302,8 @@ def test_drain_and_counters_kept_across_reload() -> None:
     s1.total = 42
     text = BASE.replace("127.0.10.2:80", "127.0.10.2:80 weight 5")
     apply_config(service, parse_config(text, "lb.ini"))
-    assert backend.server("s1") is s1
+    backend = service.backends["be"]
+    s1 = backend.server("s1")
     assert s1.admin == "drain" and s1.total == 42
     assert all(backend.pick("192.0.2.1").name == "s2" for _ in range(4))
 
@@ -313,7 +318,8 @@ def test_removed_server_connections_continue_until_hard_stop_after() -> None:
     s2 = backend.server("s2")
     session = Session(backend, s2)
     apply_config(service, parse_config(BASE.replace("server s2 = 127.0.10.2:80\n", ""), "lb.ini"))
-    assert [s.name for s in backend.servers] == ["s1"] and service.retired == [s2]
+    assert [s.name for s in service.backends["be"].servers] == ["s1"]
+    assert service.retired == [s2]
     assert session in service.open_sessions()
     reactor.advance(4.9)
     assert session.killed == []
@@ -348,7 +354,7 @@ def test_balance_change_rebuilds_balancer_with_open_connections() -> None:
     session = Session(backend, backend.server("s1"))
     text = BASE.replace("[backend be]\n", "[backend be]\nbalance = source\n")
     apply_config(service, parse_config(text, "lb.ini"))
-    balancer: Any = backend.balancer
+    balancer: Any = service.backends["be"].balancer
     assert balancer is not old_balancer and balancer.name == "source"
     assert balancer._load == [1, 0]
     session.end()
@@ -438,7 +444,7 @@ def test_server_back_before_hard_stop_after_keeps_its_connections() -> None:
     reactor.advance(2)
     result = apply_config(service, parse_config(BASE, "lb.ini"))
     assert result.counts == {"backend changed": 1, "server added": 1}
-    s2 = backend.server("s2")
+    s2 = service.backends["be"].server("s2")
     assert service.retired == []
     assert s2.sessions == set(sessions) and s2.current == 3
     assert all(session.server is s2 for session in sessions)
@@ -460,6 +466,7 @@ def test_server_back_counts_its_connections_in_a_new_balancer() -> None:
     session = Session(backend, backend.server("s2"))
     apply_config(service, parse_config(text.replace("server s2 = 127.0.10.2:80\n", ""), "lb.ini"))
     apply_config(service, parse_config(text, "lb.ini"))
+    backend = service.backends["be"]
     s2 = backend.server("s2")
     assert [backend.pick("192.0.2.1").name for _ in range(3)] == ["s1"] * 3
     session.end()
@@ -483,7 +490,7 @@ def test_server_back_at_another_address_is_another_server() -> None:
     apply_config(service, parse_config(WITHOUT_S2, "lb.ini"))
     reactor.advance(1)
     apply_config(service, parse_config(BASE.replace("127.0.10.2:80", "127.0.10.2:81"), "lb.ini"))
-    assert backend.server("s2").current == 0
+    assert service.backends["be"].server("s2").current == 0
     reactor.advance(4.1)
     assert session.killed == ["KD"]
 

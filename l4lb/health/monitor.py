@@ -75,12 +75,32 @@ class HealthMonitor(Service):
                         ServerHealth(server, backend, reactor, checks, spread_checks, source, emit)
                     )
 
-    def watch(self, backend: BackendState, server: Server) -> Optional[ServerHealth]:
+    @property
+    def spread_checks(self) -> int:
         """
-        Start checking C{server} of C{backend} (added by a reload): its
+        C{spread-checks}: the jitter, in percent, given to the checks of
+        the servers watched from now on.
+        """
+        return self._spread
+
+    @spread_checks.setter
+    def spread_checks(self, percent: int) -> None:
+        self._spread = percent
+
+    def watch(
+        self,
+        backend: BackendState,
+        server: Server,
+        prepare: Optional[Callable[[ServerHealth], None]] = None,
+    ) -> Optional[ServerHealth]:
+        """
+        Start checking C{server} of C{backend} (built by a reload): its
         initial state is set and, while the monitor runs, its loops start
         at once.
 
+        @param prepare: Called with the new L{ServerHealth} before its
+            initial state is set (a reload gives it the check history of
+            the server it replaces there).
         @return: Its L{ServerHealth}, or C{None} when it has no checks.
         """
         build = self.builders.get(backend.spec.mode)
@@ -91,6 +111,8 @@ class HealthMonitor(Service):
             server, backend, self.reactor, checks, self._spread, self._rng, self._emit
         )
         self.servers.append(health)
+        if prepare is not None:
+            prepare(health)
         if self.running:
             health.begin()
             for loop in health.loops:

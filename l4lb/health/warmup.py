@@ -117,6 +117,19 @@ class SlowStart:
             self._in_service[server] = _in_service(server)
         backend.listeners.append(self.changed)
 
+    def unwatch(self, backend: BackendState) -> None:
+        """
+        Stop following C{backend} (a reload replaced it) and end the
+        warm-ups of its servers.
+        """
+        if self.changed in backend.listeners:
+            backend.listeners.remove(self.changed)
+        for server in backend.servers:
+            self._in_service.pop(server, None)
+            warmup = self.warmups.pop(server, None)
+            if warmup is not None:
+                warmup.stop()
+
     def changed(self, server: Server) -> None:
         """
         A server of a watched backend changed (a backend listener).

@@ -22,10 +22,15 @@ import socket
 import sys
 from typing import Any, Callable, Optional, Tuple
 
-from twisted.internet import tcp
 from twisted.internet.interfaces import IReactorFDSet
 from twisted.logger import Logger
 
+from l4lb._twistedcompat import (
+    accepts_per_event,
+    set_accepts_per_event,
+    set_do_read,
+    stream_port_socket,
+)
 from l4lb.tcp.raw import RawTransport
 from l4lb.tcp.relay import ClientLeg
 
@@ -52,17 +57,17 @@ def accept_directly(port: Any, factory: Any, reactor: Any) -> bool:
     """
     if not sys.platform.startswith("linux") or not IReactorFDSet.providedBy(reactor):
         return False
-    if not isinstance(port, tcp.Port) or getattr(factory, "first", None):
+    if getattr(factory, "first", None):
         return False
-    listener = getattr(port, "socket", None)
-    if not isinstance(listener, socket.socket):
+    listener = stream_port_socket(port)
+    if listener is None:
         return False
-    port.doRead = _direct_reader(port, listener, factory.frontend, reactor)  # type: ignore[method-assign]
+    set_do_read(port, _direct_reader(port, listener, factory, reactor))
     return True
 
 
 def _direct_reader(
-    port: Any, listener: socket.socket, frontend: Any, reactor: Any
+    port: Any, listener: socket.socket, factory: Any, reactor: Any
 ) -> Callable[[], Optional[object]]:
     twisted_read = port.doRead
     # socket.accept() converts the family and type to enums for every new
@@ -79,9 +84,11 @@ def _direct_reader(
         return socket.socket(family, stream, 0, fd), peer
 
     def doRead() -> Optional[object]:
+        # Read at each event: a reload hands the port to a new frontend.
+        frontend = factory.frontend
         if frontend.stages or not frontend.lean:
             return twisted_read()
-        count = min(port.numberAccepts, ACCEPTS_PER_EVENT)
+        count = min(accepts_per_event(port), ACCEPTS_PER_EVENT)
         for _ in range(count):
             try:
                 sock, peer = accept()
@@ -110,7 +117,7 @@ def _direct_reader(
                 else:
                     transport.abortConnection()
         # The frontend's gate lowers it again when fewer slots are free.
-        port.numberAccepts = ACCEPTS_PER_EVENT
+        set_accepts_per_event(port, ACCEPTS_PER_EVENT)
         return None
 
     return doRead

@@ -9,7 +9,10 @@ port's batch is capped at the number of free slots before it reads.
 
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional
+
+from l4lb._twistedcompat import accepts_per_event, set_accepts_per_event, set_do_read
+from l4lb.eventrate import EventRate
 
 
 class ConnectionLimiter:
@@ -18,11 +21,14 @@ class ConnectionLimiter:
 
     @ivar maxconn: The limit; 0 means none.
     @ivar current: Connections open now, over every frontend.
+    @ivar session_rate: New connections per second over every frontend
+        (L{l4lb.eventrate.EventRate}).
     """
 
     def __init__(self, maxconn: int = 0) -> None:
         self.maxconn = maxconn
         self.current = 0
+        self.session_rate = EventRate()
         self._gates: List[Gate] = []
 
     def gate(self, maxconn: int = 0) -> "Gate":
@@ -65,6 +71,9 @@ class Gate:
     @ivar held: While true the ports accept nothing (the service is starting).
     @ivar rate: The frontend's L{l4lb.protect.ratelimit.SessionRate}
         (C{rate-limit sessions}), or C{None}.
+    @ivar successor: The gate of the frontend a reload built to replace
+        this one's, which counts the connections this one accepted; or
+        C{None}.
     """
 
     def __init__(self, limiter: ConnectionLimiter, maxconn: int) -> None:
@@ -74,7 +83,9 @@ class Gate:
         self.held = True
         self.rate: Optional[Any] = None
         self._ports: List[Any] = []
+        self._originals: Dict[int, Any] = {}
         self._reading = False
+        self.successor: Optional[Gate] = None
 
     def free(self) -> int:
         """
@@ -97,17 +108,20 @@ class Gate:
         """
         self._ports.append(port)
         original = port.doRead
+        # Given back by remove_port, so that a reload can hand the port,
+        # still listening, to the gate of the frontend that replaces this.
+        self._originals[id(port)] = original
 
         def doRead() -> object:
             free = self.free()
             if free <= 0 or self.held:
                 port.stopReading()
                 return None
-            if getattr(port, "numberAccepts", 1) > free:
-                port.numberAccepts = free
+            if accepts_per_event(port) > free:
+                set_accepts_per_event(port, free)
             return original()
 
-        port.doRead = doRead
+        set_do_read(port, doRead)
         if not self._reading:
             port.stopReading()
 
@@ -117,6 +131,7 @@ class Gate:
         """
         if port in self._ports:
             self._ports.remove(port)
+            set_do_read(port, self._originals.pop(id(port)))
 
     def acquire(self) -> None:
         """
@@ -134,6 +149,10 @@ class Gate:
         """
         Count one closed connection.
         """
+        if self.successor is not None:
+            # Accepted before a reload: counted by the gate of now.
+            self.successor.release()
+            return
         full_before = self.limiter.free() <= 0
         self.current -= 1
         self.limiter.current -= 1

@@ -40,6 +40,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from l4lb.config.model import Frontend as FrontendSpec
+from l4lb.eventrate import EventRate
 from l4lb.logformats import format_udp_session
 from l4lb.pool import BackendState, Server
 from l4lb.udp import log as udplog
@@ -105,6 +106,9 @@ class UdpFrontend:
     @ivar max_responses: C{udp-responses}, replies expected per client
         datagram (0: no limit).
     @ivar max_requests: C{udp-requests} (0: no limit).
+    @ivar session_rate: Its new sessions per second
+        (L{l4lb.eventrate.EventRate}; stats C{rate}, C{rate_max}).
+    @ivar max_current: The most sessions it had at once (stats C{smax}).
     """
 
     def __init__(
@@ -138,6 +142,8 @@ class UdpFrontend:
         self._timer: Any = None
         self._warned: Dict[str, Tuple[float, int]] = {}
         self._stopped = False
+        self.session_rate = EventRate()
+        self.max_current = 0
         backend.listeners.append(self._server_changed)
 
     def listener(self) -> Listener:
@@ -208,12 +214,18 @@ class UdpFrontend:
             self._warn(now, "socket", f"cannot open a socket to a server ({e}); datagrams dropped")
             return None
         session.attach(port)
-        backend.take(server, session)
+        backend.take(server, session, now)
         backend.current += 1
         backend.total += 1
+        backend.session_rate.hit(now)
+        self.session_rate.hit(now)
+        if backend.current > backend.max_current:
+            backend.max_current = backend.current
         for counters in (self.counters, backend.udp, server.udp):
             counters.sessions += 1
         self.table.add(session)
+        if len(self.table) > self.max_current:
+            self.max_current = len(self.table)
         listener.clients[client] = session
         if self._timer is None:
             self._arm(now)
@@ -411,6 +423,37 @@ class UdpFrontend:
         )
 
     # -- life --------------------------------------------------------------
+
+    def hand_over(self, successor: "UdpFrontend") -> None:
+        """
+        Give this frontend's ports and open sessions to C{successor}, the
+        frontend a reload built to replace it: its listeners route to the
+        successor from now on; each session keeps its server and the
+        C{udp-responses} it started with, and idles out under the
+        successor's C{timeout udp}.  This frontend then does nothing more.
+        """
+        self._stopped = True
+        timer, self._timer = self._timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+        if self._server_changed in self.backend.listeners:
+            self.backend.listeners.remove(self._server_changed)
+        for listener in self.listeners:
+            listener.frontend = successor
+        successor.listeners.extend(self.listeners)
+        self.listeners = []
+        for session in list(self.table):
+            self.table.remove(session)
+            session.frontend = successor
+            if successor.table.full:
+                # A smaller maxsessions: the least recently active go.
+                oldest = successor.table.oldest()
+                if oldest is not None:
+                    successor._end(oldest, udplog.EVICTED)
+            successor.table.add(session)
+        if len(successor.table) and successor._timer is None:
+            successor._arm(self.seconds())
+
 
     def stop(self) -> None:
         """
