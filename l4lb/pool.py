@@ -11,6 +11,7 @@ from zope.interface import Interface
 
 from l4lb.config.model import Backend as BackendSpec
 from l4lb.config.model import ServerSpec
+from l4lb.eventrate import EventRate
 from l4lb.proxyproto import preamble
 from l4lb.udp.counters import UdpCounters
 from l4lb.queue import WaitQueue
@@ -78,6 +79,19 @@ class Server:
         L{IOpenSSLClientConnectionCreator
         <twisted.internet.interfaces.IOpenSSLClientConnectionCreator>} its
         relayed connections are wrapped with; C{None} for plain TCP.
+    @ivar admin_cause: Who set the administrative state: C{"config"}
+        (C{disabled}), C{"runtime"} (the runtime API), C{"agent"} (an agent
+        check's reply); C{""} while it is as configured.
+    @ivar session_rate: Its new connections per second
+        (L{l4lb.eventrate.EventRate}; stats C{rate}, C{rate_max}).
+    @ivar max_current: The most connections it had open at once (stats
+        C{smax}).
+    @ivar retries: Connection attempts to it that failed and were retried
+        (stats C{wretr}).
+    @ivar redispatches: Connections taken away from it to another server
+        after a failed attempt (stats C{wredis}).
+    @ivar failed_responses: Established connections it closed abruptly
+        (termination state C{SD}; stats C{eresp}).
     """
 
     __slots__ = (
@@ -115,6 +129,12 @@ class Server:
         "bytes_out",
         "preamble",
         "tls",
+        "admin_cause",
+        "session_rate",
+        "max_current",
+        "retries",
+        "redispatches",
+        "failed_responses",
     )
 
     def __init__(self, spec: ServerSpec, backend: Optional["BackendState"] = None):
@@ -152,6 +172,12 @@ class Server:
         self.bytes_out = 0
         self.preamble: Optional[Callable[[Any], bytes]] = preamble(spec.send_proxy)
         self.tls: Any = None
+        self.admin_cause = "config" if spec.disabled else ""
+        self.session_rate = EventRate()
+        self.max_current = 0
+        self.retries = 0
+        self.redispatches = 0
+        self.failed_responses = 0
 
     @property
     def full(self) -> bool:
@@ -192,12 +218,16 @@ class Server:
         """
         self._change(lambda: setattr(self, "up", up))
 
-    def set_admin(self, admin: str) -> None:
+    def set_admin(self, admin: str, cause: str = "runtime") -> None:
         """
         Set the administrative state: C{"ready"}, C{"drain"} or C{"maint"}.
+
+        @param cause: Who asks (L{admin_cause}): C{"runtime"},
+            C{"agent"} or C{"config"}.
         """
         if admin not in ("ready", "drain", "maint"):
             raise ValueError(f"unknown server state {admin!r}; allowed: ready, drain, maint")
+        self.admin_cause = cause
         self._change(lambda: setattr(self, "admin", admin))
 
     def set_weight(self, weight: int) -> None:
@@ -299,6 +329,15 @@ class BackendState:
     @ivar queue: The L{l4lb.queue.WaitQueue} of connections waiting for a
         free server slot; served when a connection ends and when a server
         changes.
+    @ivar session_rate: Its new connections per second
+        (L{l4lb.eventrate.EventRate}; stats C{rate}, C{rate_max}).
+    @ivar max_current: The most connections open through it at once
+        (stats C{smax}).
+    @ivar retries: Failed connection attempts retried (stats C{wretr}).
+    @ivar redispatches: Connections sent to another server after a failed
+        attempt (stats C{wredis}).
+    @ivar failed_responses: Established connections a server closed
+        abruptly (stats C{eresp}).
     """
 
     def __init__(self, spec: BackendSpec, balancer_factory: Interface) -> None:
@@ -312,6 +351,11 @@ class BackendState:
         self.total = 0
         self.udp = UdpCounters()
         self.listeners: List[Callable[[Server], None]] = []
+        self.session_rate = EventRate()
+        self.max_current = 0
+        self.retries = 0
+        self.redispatches = 0
+        self.failed_responses = 0
         self.queue = WaitQueue(self)
         # Any change of a server may free a slot for a queued connection.
         self.listeners.append(self.queue.serve)
@@ -333,12 +377,19 @@ class BackendState:
         """
         return self.balancer.pick(client_address, avoid)  # type: ignore[no-any-return]
 
-    def take(self, server: Server, session: Any = None) -> None:
+    def take(self, server: Server, session: Any = None, now: Optional[float] = None) -> None:
         """
         Count a new connection to C{server}, made by C{session}.
+
+        @param now: The clock's time, to count it in the server's
+            L{Server.session_rate}; not counted there without it.
         """
         server.current += 1
         server.total += 1
+        if server.current > server.max_current:
+            server.max_current = server.current
+        if now is not None:
+            server.session_rate.hit(now)
         if session is not None:
             server.sessions.add(session)
         self.balancer.connection_taken(server)

@@ -25,6 +25,7 @@ The following commands are valid at this level:
   show stat [typed|json]                  : statistics, HAProxy's CSV (or typed, JSON)
   show servers state [BACKEND]            : every server's runtime state
   show sess                               : open connections
+  show settings                           : every effective setting of the running objects
   show table [FRONTEND]                   : stick tables (one: with its entries)
   set server B/S state ready|drain|maint  : change a server's admin state
   set server B/S weight W[%]              : change a server's weight
@@ -37,6 +38,14 @@ The following commands are valid at this level:
   clear counters                          : reset the cumulative counters
   reload                                  : re-read the configuration file and apply it
 """
+
+
+def _started(session: Any) -> float:
+    """
+    When a TCP connection was accepted, or a UDP session started.
+    """
+    accepted = getattr(session, "accepted", None)
+    return float(session.started if accepted is None else accepted)
 
 
 class CommandError(Exception):
@@ -68,6 +77,7 @@ class AdminCommands:
             (("show", "stat"), self._show_stat),
             (("show", "servers", "state"), self._show_servers_state),
             (("show", "sess"), self._show_sess),
+            (("show", "settings"), self._show_settings),
             (("show", "table"), self._show_table),
             (("set", "server"), self._set_server),
             (("enable", "server"), lambda a: self._admin(a, "ready", "enable server")),
@@ -183,17 +193,37 @@ class AdminCommands:
                 )
         return "\n".join(lines) + "\n"
 
+    def _show_settings(self, args: List[str]) -> str:
+        from l4lb.describe import describe
+
+        if args:
+            raise CommandError("Usage: show settings.")
+        settings = describe(self.service)
+        return "".join(f"{key} = {settings[key]!r}\n" for key in sorted(settings))
+
     def _show_sess(self, args: List[str]) -> str:
         now = self.clock.seconds()
         lines = []
-        for backend in self.service.backends.values():
-            for server in backend.servers:
-                for session in sorted(server.sessions, key=lambda s: s.accepted):
+        servers = [s for backend in self.service.backends.values() for s in backend.servers]
+        # Those a reload removed keep their connections until they end.
+        servers += getattr(self.service, "retired", [])
+        for server in servers:
+            backend = server.backend
+            for session in sorted(server.sessions, key=_started):
+                if hasattr(session, "accepted"):
                     lines.append(
                         f"{id(session):#x}: proto=tcp src={session.client_host}:"
                         f"{session.client_port} fe={session.frontend.name}"
                         f" be={backend.name} srv={server.name} state={session.state}"
                         f" age={int(now - session.accepted)}s bin={session.bytes_in}"
+                        f" bout={session.bytes_out}"
+                    )
+                else:
+                    host, port = session.client
+                    lines.append(
+                        f"{id(session):#x}: proto=udp src={host}:{port}"
+                        f" fe={session.frontend.name} be={backend.name} srv={server.name}"
+                        f" age={int(now - session.started)}s bin={session.bytes_in}"
                         f" bout={session.bytes_out}"
                     )
         return "".join(line + "\n" for line in lines)
@@ -299,13 +329,21 @@ def clear_counters(service: Any) -> None:
     for frontend in service.frontends.values():
         frontend.total = frontend.bytes_in = frontend.bytes_out = 0
         frontend.denied = 0
+        frontend.max_current = 0
+        frontend.session_rate.clear()
     for backend in service.backends.values():
         backend.total = 0
         backend.queue.max = 0
+        backend.max_current = backend.retries = backend.redispatches = 0
+        backend.failed_responses = 0
+        backend.session_rate.clear()
         for server in backend.servers:
             server.total = server.failed_connects = 0
             server.bytes_in = server.bytes_out = 0
             server.failed_checks = server.down_transitions = server.failed_hana = 0
+            server.max_current = server.retries = server.redispatches = 0
+            server.failed_responses = 0
+            server.session_rate.clear()
 
 
 def _workers(service: Any, what: str) -> int:

@@ -4,7 +4,10 @@ per frontend, backend and server, keyed by HAProxy's C{show stat} column
 names, every value already a string.  Columns l4lb does not fill are
 absent (rendered empty).  Rows of C{mode udp} proxies also carry their
 UDP counters as C{udp_*} keys (C{udp_datagrams_in}, ...), which the CSV
-leaves out and the JSON and Prometheus outputs include.
+leaves out and the JSON and Prometheus outputs include.  Server rows also
+carry C{admin_cause} (who set a C{DRAIN} or C{MAINT} state; see
+L{l4lb.pool.Server.admin_cause}) and C{unresolved} (C{"1"} while the
+server's host name has no address), which only the HTML page shows.
 """
 
 from __future__ import annotations
@@ -30,14 +33,34 @@ def _ms(seconds: Optional[float]) -> str:
     return "" if seconds is None else str(int(round(seconds * 1000)))
 
 
+def _rates(counted: Any, now: Optional[float]) -> Row:
+    """
+    The C{rate}, C{rate_max} and C{smax} columns of anything that counts
+    its new sessions (C{session_rate}) and its most open ones
+    (C{max_current}).
+    """
+    rate = counted.session_rate
+    return {
+        "rate": str(rate.rate(now)) if now is not None else "",
+        "rate_max": str(rate.max),
+        "smax": str(counted.max_current),
+    }
+
+
 def frontend_row(
-    frontend: Any, iid: int, pid: int, backends: Optional[Dict[str, Any]] = None
+    frontend: Any,
+    iid: int,
+    pid: int,
+    backends: Optional[Dict[str, Any]] = None,
+    now: Optional[float] = None,
 ) -> Row:
     """
     The row of a TCP frontend (C{svname} C{FRONTEND}, C{type} 0).
 
     @param backends: Every backend by name, to count the open sessions its
         C{use_backend} rules sent to other backends than its default one.
+    @param now: The clock's time, for the session rate (left empty
+        without it).
     """
     gate = frontend.gate
     used = [frontend.backend]
@@ -54,7 +77,7 @@ def frontend_row(
     ]
     live_in, live_out = _live_bytes(live)
     limit = gate.maxconn or gate.limiter.maxconn
-    return {
+    row = {
         "pxname": frontend.name,
         "svname": "FRONTEND",
         "scur": str(gate.current),
@@ -72,6 +95,8 @@ def frontend_row(
         "dcon": str(frontend.denied),
         "rate_lim": str(frontend.spec.rate_limit_sessions) if frontend.spec.rate_limit_sessions else "",
     }
+    row.update(_rates(frontend, now))
+    return row
 
 
 def _udp_columns(counters: Any, frontend: bool) -> Row:
@@ -95,7 +120,7 @@ def _udp_columns(counters: Any, frontend: bool) -> Row:
     return row
 
 
-def udp_frontend_row(frontend: Any, iid: int, pid: int) -> Row:
+def udp_frontend_row(frontend: Any, iid: int, pid: int, now: Optional[float] = None) -> Row:
     """
     The row of a C{mode udp} frontend (C{svname} C{FRONTEND}, C{type} 0):
     its sessions, datagrams and bytes, those of running sessions included.
@@ -114,6 +139,7 @@ def udp_frontend_row(frontend: Any, iid: int, pid: int) -> Row:
     }
     row.update(_udp_columns(frontend.snapshot(), True))
     row["conn_tot"] = row["stot"]
+    row.update(_rates(frontend, now))
     return row
 
 
@@ -140,6 +166,9 @@ def server_row(backend: Any, server: Any, iid: int, sid: int, pid: int, now: flo
         "bin": str(server.bytes_in + live_in),
         "bout": str(server.bytes_out + live_out),
         "econ": str(server.failed_connects),
+        "eresp": str(server.failed_responses),
+        "wretr": str(server.retries),
+        "wredis": str(server.redispatches),
         "status": server.status,
         "weight": str(server.weight),
         "act": "0" if spec.backup else "1",
@@ -167,7 +196,10 @@ def server_row(backend: Any, server: Any, iid: int, sid: int, pid: int, now: flo
         "addr": f"{host}:{server.port}",
         "mode": backend.spec.mode,
         "uweight": str(server.user_weight),
+        "admin_cause": server.admin_cause if server.admin != "ready" else "",
+        "unresolved": "1" if server.address is None else "",
     }
+    row.update(_rates(server, now))
     if backend.spec.mode == "udp":
         row.update(_udp_columns(live(server.udp, server.sessions), False))
     return row
@@ -195,6 +227,9 @@ def backend_row(backend: Any, iid: int, pid: int, now: float) -> Row:
         "bin": str(bytes_in),
         "bout": str(bytes_out),
         "econ": str(sum(s.failed_connects for s in servers)),
+        "eresp": str(backend.failed_responses),
+        "wretr": str(backend.retries),
+        "wredis": str(backend.redispatches),
         "status": "UP" if usable else "DOWN",
         "weight": str(sum(s.weight for s in usable)),
         "act": str(sum(1 for s in usable if not s.spec.backup)),
@@ -208,6 +243,7 @@ def backend_row(backend: Any, iid: int, pid: int, now: float) -> Row:
         "mode": backend.spec.mode,
         "algo": backend.spec.balance,
     }
+    row.update(_rates(backend, now))
     if backend.spec.mode == "udp":
         udp = live(backend.udp, [s for server in servers for s in server.sessions])
         row.update(_udp_columns(udp, False))
@@ -235,10 +271,10 @@ def stat_rows(service: Any, now: float, pid: Optional[int] = None) -> List[Row]:
     for iid, name in enumerate(names, start=1):
         frontend = service.frontends.get(name)
         if frontend is not None:
-            rows.append(frontend_row(frontend, iid, pid, service.backends))
+            rows.append(frontend_row(frontend, iid, pid, service.backends, now))
         udp_frontend = getattr(service, "udp_frontends", {}).get(name)
         if udp_frontend is not None:
-            rows.append(udp_frontend_row(udp_frontend, iid, pid))
+            rows.append(udp_frontend_row(udp_frontend, iid, pid, now))
         backend = service.backends.get(name)
         if backend is not None:
             for sid, server in enumerate(backend.servers, start=1):

@@ -19,10 +19,12 @@ from twisted.web.http import HTTPChannel
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
-from l4lb.admin.html import stat_html
+from l4lb.admin.history import StatsHistory
+from l4lb.admin.html import CONTENT_SECURITY_POLICY, stat_html
 from l4lb.admin.metrics import registry_for
 from l4lb.admin.render import stat_csv, stat_json
 from l4lb.admin.stats import stat_rows
+from l4lb.admin.summary import read_summary
 
 
 class _Text(Resource):
@@ -32,10 +34,16 @@ class _Text(Resource):
 
     isLeaf = True
 
-    def __init__(self, content_type: bytes, render: Callable[[], str]) -> None:
+    def __init__(
+        self, content_type: bytes, render: Callable[[], str], policy: Optional[str] = None
+    ) -> None:
+        """
+        @param policy: The C{Content-Security-Policy} to send, if any.
+        """
         super().__init__()
         self.content_type = content_type
         self.render_text = render
+        self.policy = policy
 
     def render_GET(self, request: Request) -> bytes:
         """
@@ -43,6 +51,9 @@ class _Text(Resource):
         """
         request.setHeader(b"content-type", self.content_type)
         request.setHeader(b"cache-control", b"no-store")
+        if self.policy is not None:
+            request.setHeader(b"content-security-policy", self.policy.encode("ascii"))
+            request.setHeader(b"x-content-type-options", b"nosniff")
         return self.render_text().encode("utf-8")
 
 
@@ -73,14 +84,31 @@ class StatsRoot(Resource):
     authentication.
     """
 
-    def __init__(self, service: Any, clock: Any, auth: Optional[Tuple[str, str]] = None):
+    def __init__(
+        self,
+        service: Any,
+        clock: Any,
+        auth: Optional[Tuple[str, str]] = None,
+        history: Optional[StatsHistory] = None,
+    ):
+        """
+        @param history: The trends drawn on the HTML page, if kept.
+        """
         super().__init__()
         self.auth = auth
+        started = getattr(service, "started", None)
+        self.started = clock.seconds() if started is None else started
 
         def rows() -> Any:
             return stat_rows(service, clock.seconds())
 
-        self.page = _Text(b"text/html; charset=utf-8", lambda: stat_html(rows()))
+        def page() -> str:
+            now = clock.seconds()
+            current = stat_rows(service, now)
+            summary = read_summary(service, now, self.started, current)
+            return stat_html(current, summary, history)
+
+        self.page = _Text(b"text/html; charset=utf-8", page, CONTENT_SECURITY_POLICY)
         csv_page = _Text(b"text/plain; charset=utf-8", lambda: stat_csv(rows()))
         self.children = {
             b"": self.page,
@@ -185,6 +213,7 @@ def stats_site(
     clock: Any,
     auth: Optional[Tuple[str, str]] = None,
     timeout: float = 10.0,
+    history: Optional[StatsHistory] = None,
 ) -> Site:
     """
     The web site of the statistics pages.
@@ -194,8 +223,9 @@ def stats_site(
     @param timeout: Seconds a connection may stay idle before it is closed
         (C{stats timeout}); Twisted's own default is twelve hours, which
         lets idle clients hold descriptors the traffic needs.
+    @param history: The trends the HTML page draws, if kept.
     """
-    site = _QuietSite(StatsRoot(service, clock, auth), timeout=timeout, reactor=clock)
+    site = _QuietSite(StatsRoot(service, clock, auth, history), timeout=timeout, reactor=clock)
     site.displayTracebacks = False
     site.noisy = False
     return site

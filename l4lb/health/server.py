@@ -408,7 +408,7 @@ class ServerHealth:
         server = self.server
         old = server.admin
         had_any = sum(self._usable()) > 0
-        server.set_admin(admin)
+        server.set_admin(admin, cause)
         if admin == "maint" and self.spec.on_marked_down == "shutdown-sessions":
             shutdown_sessions(server, "D")
         active, backup = self._usable()

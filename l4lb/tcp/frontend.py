@@ -11,6 +11,7 @@ from twisted.internet.protocol import Factory
 
 from l4lb.config.model import Backend as BackendSpec
 from l4lb.config.model import Frontend as FrontendSpec
+from l4lb.eventrate import EventRate
 from l4lb.pool import BackendState
 from l4lb.tcp.limits import Gate
 from l4lb.tcp.relay import ClientLeg
@@ -37,6 +38,10 @@ class FrontendState:
     @ivar inspect_delay: Seconds a stage may wait for the client's bytes
         (C{tcp-request inspect-delay}), or C{None} for no limit.
     @ivar denied: Connections refused by a stage's rule (stats C{dcon}).
+    @ivar session_rate: Its new connections per second
+        (L{l4lb.eventrate.EventRate}; stats C{rate}, C{rate_max}).
+    @ivar max_current: The most connections it had open at once (stats
+        C{smax}).
     """
 
     def __init__(
@@ -63,6 +68,8 @@ class FrontendState:
             spec.inspect_delay if spec.inspect_delay is not None else spec.timeouts.client
         )
         self.denied = 0
+        self.session_rate = EventRate()
+        self.max_current = 0
 
     @property
     def current(self) -> int:

@@ -376,7 +376,12 @@ class Session(ClientFactory):
         """
         frontend = self.frontend
         frontend.total += 1
-        frontend.gate.acquire()
+        gate = frontend.gate
+        gate.acquire()
+        frontend.session_rate.hit(self.accepted)
+        gate.limiter.session_rate.hit(self.accepted)
+        if gate.current > frontend.max_current:
+            frontend.max_current = gate.current
         if self.stages:
             self.state = INSPECTING
             self.early = bytearray()
@@ -473,6 +478,9 @@ class Session(ClientFactory):
         self.timeouts = backend.spec.timeouts
         backend.current += 1
         backend.total += 1
+        backend.session_rate.hit(self.accepted)
+        if backend.current > backend.max_current:
+            backend.max_current = backend.current
         transport = self.client.transport
         transport.pauseProducing()
         sock = getattr(transport, "socket", None)
@@ -546,7 +554,7 @@ class Session(ClientFactory):
 
     def _assign(self, server: "Server") -> None:
         self.server = server
-        self.backend.take(server, self)
+        self.backend.take(server, self, self.seconds())
 
     def _unassign(self) -> None:
         if self.server is not None:
@@ -674,11 +682,15 @@ class Session(ClientFactory):
             self._abort(who + "C")
             return
         self.retries += 1
+        server.retries += 1
+        self.backend.retries += 1
         self.tried.append(server)
         if self._redispatch_now():
             replacement = self.backend.pick(self.client_host, self.tried)
             if replacement is not None and replacement is not server:
                 self.redispatched = True
+                server.redispatches += 1
+                self.backend.redispatches += 1
                 self._unassign()
                 self._assign(replacement)
                 self._connect()
@@ -1024,6 +1036,10 @@ class Session(ClientFactory):
         if server is not None:
             server.bytes_in += self.bytes_in
             server.bytes_out += self.bytes_out
+            if self.termination == "SD":
+                # HAProxy's response errors: the server ended the exchange.
+                server.failed_responses += 1
+                backend.failed_responses += 1
             backend.drop(server, self)
             self.server = None
         if self.dispatched:

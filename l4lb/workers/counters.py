@@ -18,11 +18,15 @@ from typing import Any, Dict, Iterable, List, Mapping, Tuple
 from l4lb.tcp import lean
 
 #: Columns added up over the processes.
-SUMMED = ("qcur", "scur", "stot", "bin", "bout", "econ", "dcon", "conn_tot", "lbtot")
-#: Columns whose highest value over the processes is shown.
-HIGHEST = ("qmax",)
+SUMMED = (
+    "qcur", "scur", "stot", "bin", "bout", "econ", "eresp", "wretr", "wredis", "dcon",
+    "conn_tot", "lbtot", "rate",
+)
+#: Columns whose highest value over the processes is shown (for C{smax}
+#: and C{rate_max}, the busiest process's).
+HIGHEST = ("qmax", "smax", "rate_max")
 #: Summed columns that only grow: kept when a worker goes.
-CUMULATIVE = ("stot", "bin", "bout", "econ", "dcon", "conn_tot", "lbtot")
+CUMULATIVE = ("stot", "bin", "bout", "econ", "eresp", "wretr", "wredis", "dcon", "conn_tot", "lbtot")
 
 #: A reading: C{{"rows": [[pxname, svname, {column: value}], ...],
 #: "current": connections open, "total": connections accepted, "pipes":
