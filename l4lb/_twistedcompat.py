@@ -54,6 +54,7 @@ against L{l4lb.reactor.L4lbEPollReactor}.
 from __future__ import annotations
 
 import dis
+import types
 import importlib
 import inspect
 import socket
@@ -126,7 +127,7 @@ def _names(function: Any) -> Tuple[str, ...]:
     The global and attribute names a function's code uses.
     """
     code = getattr(function, "__code__", None)
-    return code.co_names if code is not None else ()
+    return code.co_names if isinstance(code, types.CodeType) else ()
 
 
 def _missing_reactor() -> List[str]:
@@ -141,7 +142,9 @@ def _missing_reactor() -> List[str]:
     # EPollInternals names them once: Twisted must not replace them later.
     for klass in EPollReactor.__mro__:
         for method_name, method in vars(klass).items():
-            if method_name == "__init__" or not hasattr(method, "__code__"):
+            # PyPy gives built-in methods a __code__ that is not Python code.
+            code = getattr(method, "__code__", None)
+            if method_name == "__init__" or not isinstance(code, types.CodeType):
                 continue
             for step in dis.get_instructions(method):
                 if step.opname == "STORE_ATTR" and step.argval in tables:
