@@ -1,6 +1,9 @@
 """
-Tests for L{l4lb.tcp.lean}: the lean data path, driven over real socket
-pairs with a recording reactor and a L{Clock}.
+Tests for L{l4lb.tcp.lean}: the lean data path's own mechanics (specific
+to it: registrations, remainders, pipes), driven over real socket pairs
+with a recording memory reactor, for a real established session.  What
+both data paths must do alike is tested on both in test_relay.py and
+test_relay_stages.py.
 """
 
 from __future__ import annotations
@@ -12,21 +15,22 @@ from typing import Iterator, List, Set, Tuple
 
 import pytest
 from twisted.internet import error
-from twisted.internet.task import Clock
 from twisted.python.failure import Failure
-from twisted.internet.testing import StringTransport
+from twisted.internet.testing import MemoryReactorClock, StringTransport
 
 from l4lb.tcp import lean
 from l4lb.service import set_pipe_limit
 from l4lb.tcp.lean import CHUNK, LeanRelay
+from tests.relaykit import Relay
 
 # Bounds every loop that fills or drains a socket.
 MAX_ROUNDS = 2000
 
 
-class FakeReactor(Clock):
+class FakeReactor(MemoryReactorClock):
     """
-    A clock that records which descriptors are registered.
+    A memory reactor and clock that records which descriptors are
+    registered, and counts the changes.
     """
 
     def __init__(self) -> None:
@@ -84,30 +88,6 @@ class FakeTransport:
         self.socket.close()
 
 
-class FakeSession:
-    """
-    The parts of a session the relay uses.
-    """
-
-    def __init__(self, reactor: FakeReactor) -> None:
-        self.reactor = reactor
-        self.seconds = reactor.seconds
-        self.bytes_in = 0
-        self.bytes_out = 0
-        self.last_activity = -1.0
-        self.eofs: List[str] = []
-        self.client_eof_seen = False
-        self.server_eof_seen = False
-
-    def client_eof(self) -> None:
-        self.client_eof_seen = True
-        self.eofs.append("client")
-
-    def server_eof(self) -> None:
-        self.server_eof_seen = True
-        self.eofs.append("server")
-
-
 class Pair:
     """
     A relay between two socket pairs: C{client} talks to the relay's client
@@ -121,10 +101,16 @@ class Pair:
             sock.setblocking(False)
         self.reactor = FakeReactor()
         self.reactor.advance(7)
-        self.session = FakeSession(self.reactor)
+        # A real session, established (in memory), whose data path is then
+        # this relay over the socket pairs.
+        kit = Relay(reactor=self.reactor)
+        leg, _ = kit.accept()
+        kit.complete()
+        self.session = leg.session
         self.client_transport = FakeTransport(client_sock)
         self.server_transport = FakeTransport(server_sock)
         self.relay = LeanRelay(self.session, self.client_transport, self.server_transport)
+        self.session.path = self.relay
         self.relay.start()
 
     def close(self) -> None:
@@ -237,7 +223,7 @@ def test_end_of_stream_passed_on(pair: Pair) -> None:
     """An end of stream from the client shuts the server's write half and tells the session."""
     pair.client.shutdown(socket.SHUT_WR)
     pair.relay.client.doRead()
-    assert pair.session.eofs == ["client"]
+    assert (pair.session.client_eof_seen, pair.session.server_eof_seen) == (True, False)
     assert pair.server.recv(10) == b""
     assert pair.relay.client not in pair.reactor.readers
     # The other direction still flows.
@@ -253,7 +239,7 @@ def test_end_of_stream_waits_for_the_remainder(pair: Pair) -> None:
     got, eof = pair.drain_server()
     assert eof
     assert got == sent
-    assert pair.session.eofs == ["client"]
+    assert (pair.session.client_eof_seen, pair.session.server_eof_seen) == (True, False)
 
 
 def test_reset_destination_closes_its_transport_once(pair: Pair) -> None:
@@ -504,7 +490,7 @@ def test_end_of_stream_through_the_pipe(pair: Pair) -> None:
     bulk_until_spliced(pair)
     pair.client.shutdown(socket.SHUT_WR)
     pair.relay.client.doRead()
-    assert pair.session.eofs == ["client"]
+    assert (pair.session.client_eof_seen, pair.session.server_eof_seen) == (True, False)
     pair.server.setblocking(True)
     pair.server.settimeout(5)
     assert pair.server.recv(1) == b""

@@ -32,7 +32,7 @@ from l4lb._twistedcompat import (
     stream_port_socket,
 )
 from l4lb.tcp.raw import RawTransport
-from l4lb.tcp.relay import ClientLeg
+from l4lb.tcp.legs import ClientLeg
 
 __all__ = ["accept_directly", "ACCEPTS_PER_EVENT"]
 

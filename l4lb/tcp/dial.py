@@ -41,7 +41,7 @@ class Dialer:
     it then owns, or C{dial_failed(dialer, reason)} with a C{strerror}-like
     text.
 
-    @ivar session: The L{l4lb.tcp.relay.Session} it connects for.
+    @ivar session: The L{l4lb.tcp.session.Session} it connects for.
     @ivar host: The server's numeric address.
     @ivar port: The server's port.
     @ivar registered: Whether it is registered with the reactor.

@@ -40,7 +40,7 @@ class Flow:
     def __init__(self, source: Any, session: Any) -> None:
         """
         @param source: The transport to pause and resume.
-        @param session: The L{l4lb.tcp.relay.Session} both belong to.
+        @param session: The L{l4lb.tcp.session.Session} both belong to.
         """
         self.source = source
         self.session = session

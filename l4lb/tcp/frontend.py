@@ -14,7 +14,7 @@ from l4lb.config.model import Frontend as FrontendSpec
 from l4lb.eventrate import EventRate
 from l4lb.pool import BackendState
 from l4lb.tcp.limits import Gate
-from l4lb.tcp.relay import ClientLeg
+from l4lb.tcp.legs import ClientLeg
 
 
 class FrontendState:

@@ -45,6 +45,8 @@ from zope.interface import implementer
 
 from l4lb._twistedcompat import connection_socket
 from l4lb.tcp import splice
+from l4lb.tcp.datapath import IDataPath
+from l4lb.tcp.legs import abort_legs
 from l4lb.tcp.raw import RawTransport
 
 # Shared by every session's close: making a Failure is costly.
@@ -358,12 +360,14 @@ class _Side:
         self.relay.lost(self)
 
 
+@implementer(IDataPath)
 class LeanRelay:
     """
-    Carries an established session between two plain TCP sockets.
+    Carries an established session between two plain TCP sockets: the
+    lean L{IDataPath}.
 
-    @ivar session: The L{l4lb.tcp.relay.Session} whose counters, activity
-        time and end-of-stream handlers it uses.
+    @ivar session: The L{l4lb.tcp.session.Session} whose counters,
+        activity time and end-of-stream handlers it uses.
     @ivar client: The client socket's side.
     @ivar server: The server socket's side.
     @ivar attached: Whether it still owns the sockets.
@@ -435,34 +439,50 @@ class LeanRelay:
 
     def ended(self, side: _Side) -> None:
         """
-        C{side} read an end of stream: stop reading it, pass the end of
-        stream on and tell the session.  Nothing can be left for the other
-        side: C{side} is not read while a remainder waits.
-
-        When the other side had ended already, the session closes both
-        sockets at once, and closing sends the end of stream: neither the
-        C{shutdown} nor the change of registration is needed then.
+        C{side} read an end of stream: tell the session, which has the
+        other socket's write half shut (L{shut_write}).  Nothing can be
+        left for the other side: C{side} is not read while a remainder
+        waits.
         """
         session = self.session
         if side is self.client:
             both = session.server_eof_seen
-        else:
-            both = session.client_eof_seen
-        if not both:
-            self._pass_end(side)
-        if side is self.client:
             session.client_eof()
         else:
+            both = session.client_eof_seen
             session.server_eof()
         if both and self.attached:
             # Not closed after all: never read an ended socket again.
-            self._pass_end(side)
+            self.reactor.removeReader(side)
 
-    def _pass_end(self, side: _Side) -> None:
+    def shut_write(self, to_server: bool) -> None:
+        """
+        The client (C{to_server}) or the server ended its stream: stop
+        reading it and send an end of stream on the other socket.
+
+        When the other direction had ended already, the session closes both
+        sockets at once, and closing sends the end of stream: neither the
+        C{shutdown} nor the change of registration is needed then.
+        """
+        session = self.session
+        if to_server:
+            side, both = self.client, session.server_eof_seen
+        else:
+            side, both = self.server, session.client_eof_seen
+        if both or not self.attached:
+            return
         self.reactor.removeReader(side)
         peer = side.peer
         assert peer is not None
         peer.shut_write()
+
+    def abort(self) -> None:
+        """
+        Drop what is left to send and abort both sockets through their
+        transports.
+        """
+        self.detach(flush=False)
+        abort_legs(self.session)
 
     def close(self) -> None:
         """

@@ -52,8 +52,8 @@ class RawTransport:
     for a session.
 
     @ivar socket: The socket.
-    @ivar protocol: The leg (L{l4lb.tcp.relay.ClientLeg} or
-        L{l4lb.tcp.relay.ServerLeg}) whose transport it is.
+    @ivar protocol: The leg (L{l4lb.tcp.legs.ClientLeg} or
+        L{l4lb.tcp.legs.ServerLeg}) whose transport it is.
     @ivar peer: The peer's socket address.
     @ivar twisted: The Twisted transport it became, or C{None}.
     @ivar producer: Always C{None}: nothing is registered with it.
