@@ -4,6 +4,8 @@ The contracts between l4lb's parts, as zope interfaces.
 
 from __future__ import annotations
 
+from typing import Any, List, Optional
+
 from zope.interface import Attribute, Interface
 
 
@@ -169,4 +171,187 @@ class IClientStage(Interface):
 
         @return: As for L{inspect}; C{None} closes the connection (C{cR}).
         @raise l4lb.tcp.stages.StageRejected: To close the connection.
+        """
+
+
+class IBalancerRuntime(Interface):
+    """
+    A running balancer as its runtime API, its reload and its C{nbproc}
+    workers see it (L{l4lb.service.BalancerService} provides it).
+
+    The attributes are the runtime objects they read; every change that
+    follows a policy (closing a server's sessions, its administrative
+    state, its health checks, a frontend's limit, the counters, a new
+    configuration) goes through a method, so that each policy is written
+    once, here, whoever asks for it.
+    """
+
+    config = Attribute(
+        "The L{l4lb.config.model.Config} being run (a reload replaces it)."
+    )
+    config_path = Attribute("The file a reload reads (by default the configuration's C{source}).")
+    reactor = Attribute("The reactor everything runs on (time, TCP, UDP, resolver).")
+    running = Attribute("Whether the service runs (C{IService.running}).")
+    started = Attribute("When the service was made, in reactor seconds (the uptime's start).")
+    ready = Attribute(
+        "A L{twisted.internet.defer.Deferred} that has fired once every frontend accepts"
+        " connections (names resolved, ports open)."
+    )
+    frontends = Attribute(
+        "The TCP frontends' L{l4lb.tcp.frontend.FrontendState}s by name (C{mode tcp})."
+    )
+    udp_frontends = Attribute("The L{l4lb.udp.frontend.UdpFrontend}s by name (C{mode udp}).")
+    backends = Attribute("The L{l4lb.pool.BackendState}s by name.")
+    retired = Attribute(
+        "The L{l4lb.pool.Server}s a reload removed that still have open sessions."
+    )
+    limiter = Attribute(
+        "The process-wide L{l4lb.tcp.limits.ConnectionLimiter} (global C{maxconn})."
+    )
+    monitor = Attribute("The L{l4lb.health.monitor.HealthMonitor} of the servers' checks.")
+    slowstart = Attribute(
+        "The L{l4lb.health.warmup.SlowStart} that warms up servers coming back, or C{None}"
+        " (an C{nbproc} worker is sent the throttled values)."
+    )
+    workers = Attribute(
+        "With C{nbproc} above 1, the L{l4lb.workers.pool.WorkerPool}; else C{None}."
+    )
+    sink = Attribute("Where connection logs go (a log sink), or C{None} before binding.")
+    ports = Attribute("The listening ports of each frontend, by frontend name, in bind order.")
+    port_factories = Attribute(
+        "The L{l4lb.tcp.frontend.FrontendFactory} of each listening TCP port."
+    )
+    own_caps = Attribute(
+        "The connection caps in effect of l4lb's own listeners (C{stats socket},"
+        " C{stats bind}), by name."
+    )
+
+    # -- servers and sessions ------------------------------------------------
+
+    def find_server(backend: str, server: str) -> Any:
+        """
+        The running L{l4lb.pool.Server} C{backend/server}.
+
+        @raise KeyError: With the backend's name when there is no such
+            backend, with C{"backend/server"} when it has no such server.
+        """
+
+    def servers() -> List[Any]:
+        """
+        Every server with sessions to show: those of the running backends,
+        in file order, then those a reload removed that still have some.
+        """
+
+    def open_sessions() -> List[Any]:
+        """
+        Every session open now: TCP connections and UDP sessions assigned
+        to a server (one a reload removed included), then the connections
+        waiting in a backend's queue.
+        """
+
+    def kill_sessions(server: Any, cause: str) -> int:
+        """
+        Close every open session of C{server} at once.
+
+        @param cause: The first letter of the logged termination state:
+            C{"K"} (an operator asked: the workers of C{nbproc} close the
+            server's sessions too), C{"D"} (the server went down) or C{"U"}
+            (an active server came back; its backup's sessions close).
+        @return: How many sessions this process closed.
+        """
+
+    def set_server_admin(server: Any, admin: str, cause: str = "runtime") -> None:
+        """
+        Set C{server}'s administrative state (C{"ready"}, C{"drain"} or
+        C{"maint"}) and do what its C{on-marked-down} and C{on-marked-up}
+        ask when that takes it out of service or back in.
+        """
+
+    def set_health_checks(server: Any, enabled: bool) -> None:
+        """
+        Resume (C{enable health}) or stop (C{disable health}) the health
+        checks of C{server}; while stopped, it counts as UP unless its
+        agent says DOWN.
+
+        @raise KeyError: When the server has no health check.
+        """
+
+    def set_frontend_maxconn(frontend: str, maxconn: int) -> bool:
+        """
+        Change the C{maxconn} of the TCP frontend C{frontend} (0: none),
+        in every worker too.
+
+        @return: Whether there is such a frontend.
+        """
+
+    def clear_counters() -> None:
+        """
+        Reset the cumulative counters of every frontend, backend and
+        server (and of the workers).
+        """
+
+    # -- configuration -------------------------------------------------------
+
+    def reload(path: Optional[str] = None) -> Any:
+        """
+        Read the configuration file (C{path}, or L{config_path}) again and
+        apply it (L{l4lb.reload.reload_file}).
+
+        @return: The L{l4lb.reload.ReloadResult}.
+        """
+
+    def build_backend(spec: Any) -> Any:
+        """
+        Make the runtime L{l4lb.pool.BackendState} of a backend
+        configuration, as at start.
+        """
+
+    def build_frontend(spec: Any) -> Any:
+        """
+        Make the runtime state of a frontend configuration against the
+        running backends, as at start, without binding.
+        """
+
+    def start_frontend(spec: Any) -> None:
+        """
+        Build a frontend and bind its addresses; it accepts nothing until
+        opened.
+
+        @raise l4lb.service.BindError: When a bind fails.
+        """
+
+    def stop_frontend(name: str) -> Any:
+        """
+        Close a frontend's ports and forget it.
+
+        @return: A L{twisted.internet.defer.Deferred} that fires once its
+            ports are closed.
+        """
+
+    def listen(spec: Any, bind: Any) -> Any:
+        """
+        Bind one address of the running frontend C{spec.name}.
+
+        @return: The listening port.
+        @raise l4lb.service.BindError: When it cannot listen.
+        """
+
+    def unlisten(name: str, port: Any) -> Any:
+        """
+        Close one listening port of the frontend C{name}.
+
+        @return: A L{twisted.internet.defer.Deferred}.
+        """
+
+    def resolve_server(backend: Any, server: Any) -> Any:
+        """
+        Resolve C{server}'s host name; it enters its backend's rotation
+        once resolved.
+
+        @return: A L{twisted.internet.defer.Deferred}.
+        """
+
+    def reopen_logs() -> None:
+        """
+        Re-open the connection log's file (after log rotation).
         """

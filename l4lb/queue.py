@@ -17,7 +17,7 @@ default).  How long a connection may wait is the relay's business
 from __future__ import annotations
 
 from collections import deque
-from typing import TYPE_CHECKING, Deque, Optional, Protocol
+from typing import TYPE_CHECKING, Deque, List, Optional, Protocol
 
 from twisted.logger import Logger
 
@@ -69,6 +69,12 @@ class WaitQueue:
         Connections waiting now (stats C{qcur}).
         """
         return len(self._waiting)
+
+    def waiting(self) -> List[Waiter]:
+        """
+        The connections waiting now, oldest first.
+        """
+        return list(self._waiting)
 
     def limit(self) -> Optional[int]:
         """

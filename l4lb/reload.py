@@ -44,6 +44,7 @@ from twisted.logger import Logger
 from l4lb.config import ConfigError, load_config_with_warnings
 from l4lb.config.listeners import require_listener
 from l4lb.config.model import Config
+from l4lb.interfaces import IBalancerRuntime
 from l4lb.pool import BackendState, Server
 from l4lb.runtime_state import (
     BACKEND_COUNTERS,
@@ -56,6 +57,7 @@ from l4lb.runtime_state import (
     plain,
     prepare_health,
 )
+from l4lb.tcp.phases import kill as kill_session
 
 _log = Logger(namespace="l4lb")
 
@@ -113,7 +115,7 @@ class ReloadResult:
         return "Reload: " + (", ".join(parts) if parts else "no change") + "."
 
 
-def reload_file(service: Any, path: Optional[str] = None) -> ReloadResult:
+def reload_file(service: IBalancerRuntime, path: Optional[str] = None) -> ReloadResult:
     """
     Read the configuration file again and apply it to C{service}.
 
@@ -139,7 +141,7 @@ def reload_file(service: Any, path: Optional[str] = None) -> ReloadResult:
     return result
 
 
-def apply_config(service: Any, new: Config) -> ReloadResult:
+def apply_config(service: IBalancerRuntime, new: Config) -> ReloadResult:
     """
     Run C{new} in the running C{service} as a fresh start would, keeping
     the runtime state (L{l4lb.runtime_state}) and every open connection,
@@ -153,7 +155,7 @@ def apply_config(service: Any, new: Config) -> ReloadResult:
     _apply_backends(service, new, states, result)
     _apply_frontends(service, old, new, result)
     _retire_later(service, new.global_settings.hard_stop_after)
-    workers = getattr(service, "workers", None)
+    workers = service.workers
     if workers is not None:
         # nbproc: workers run the configuration they read at start.
         workers.reload()
@@ -166,7 +168,7 @@ def apply_config(service: Any, new: Config) -> ReloadResult:
 # -- global ----------------------------------------------------------------
 
 
-def _apply_globals(service: Any, old: Config, new: Config, result: ReloadResult) -> None:
+def _apply_globals(service: IBalancerRuntime, old: Config, new: Config, result: ReloadResult) -> None:
     from l4lb.service import default_maxconn, set_pipe_limit
 
     before, after = old.global_settings, new.global_settings
@@ -195,7 +197,7 @@ def _apply_globals(service: Any, old: Config, new: Config, result: ReloadResult)
 
 
 def _apply_backends(
-    service: Any, new: Config, states: Dict[Any, ServerState], result: ReloadResult
+    service: IBalancerRuntime, new: Config, states: Dict[Any, ServerState], result: ReloadResult
 ) -> None:
     """
     Build every backend of C{new} afresh, hand each the open connections,
@@ -238,12 +240,12 @@ def _apply_backends(
             if state is not None:
                 apply_server(state, server, health)
             if server.address is None and service.running:
-                service._resolve_server(backend, server)
+                service.resolve_server(backend, server)
         backend.queue.serve()
 
 
 def _carry_backend(
-    service: Any, before: BackendState, backend: BackendState, result: ReloadResult
+    service: IBalancerRuntime, before: BackendState, backend: BackendState, result: ReloadResult
 ) -> None:
     """
     Hand what C{before} holds at run time to C{backend}, its fresh
@@ -286,7 +288,7 @@ def _move_sessions(prior: Server, server: Server, backend: BackendState) -> None
     prior.current = 0
 
 
-def _retire_servers(service: Any, servers: List[Server]) -> None:
+def _retire_servers(service: IBalancerRuntime, servers: List[Server]) -> None:
     """
     Keep the removed C{servers} that have connections where a stop or
     C{hard-stop-after} finds them.
@@ -296,7 +298,7 @@ def _retire_servers(service: Any, servers: List[Server]) -> None:
             service.retired.append(server)
 
 
-def _take_back(service: Any, backend: BackendState, server: Server) -> None:
+def _take_back(service: IBalancerRuntime, backend: BackendState, server: Server) -> None:
     """
     When C{server} (new in the file) is a server an earlier reload removed
     from the same backend, with the same name and address, and whose
@@ -322,8 +324,8 @@ def _take_back(service: Any, backend: BackendState, server: Server) -> None:
     _move_sessions(retired, server, backend)
     if count:
         _log.info(
-            "Reload: server {backend}/{server} is back: its {count} open connection(s)"
-            " stay open.",
+            "Server {backend}/{server} is back after a reload: its {count} open"
+            " connection(s) stay open.",
             backend=backend.name,
             server=server.name,
             count=count,
@@ -333,7 +335,7 @@ def _take_back(service: Any, backend: BackendState, server: Server) -> None:
 # -- frontends -------------------------------------------------------------
 
 
-def _apply_frontends(service: Any, old: Config, new: Config, result: ReloadResult) -> None:
+def _apply_frontends(service: IBalancerRuntime, old: Config, new: Config, result: ReloadResult) -> None:
     from l4lb.service import BindError
 
     wanted = {spec.name: spec for spec in new.frontends}
@@ -368,7 +370,7 @@ def _apply_frontends(service: Any, old: Config, new: Config, result: ReloadResul
             result.errors.append(str(e))
 
 
-def _start_later(_: Any, service: Any, spec: Any) -> None:
+def _start_later(_: Any, service: IBalancerRuntime, spec: Any) -> None:
     from l4lb.service import BindError
 
     try:
@@ -377,12 +379,12 @@ def _start_later(_: Any, service: Any, spec: Any) -> None:
         _log.error("Reload: {error}", error=str(e))
         return
     _open(service, spec.name)
-    workers = getattr(service, "workers", None)
+    workers = service.workers
     if workers is not None:
         workers.reload()
 
 
-def _open(service: Any, name: str) -> None:
+def _open(service: IBalancerRuntime, name: str) -> None:
     """
     Let a frontend started by a reload accept, unless the service is not
     open yet (it opens every frontend then).
@@ -391,7 +393,7 @@ def _open(service: Any, name: str) -> None:
         return
     state = service.frontends.get(name)
     if state is not None:
-        if getattr(service, "workers", None) is None:
+        if service.workers is None:
             state.gate.open()
     elif name in service.udp_frontends:
         for port in service.ports.get(name, []):
@@ -399,7 +401,7 @@ def _open(service: Any, name: str) -> None:
     _log.info("Proxy {name} started.", name=name)
 
 
-def _replace_frontend(service: Any, before: Any, spec: Any) -> None:
+def _replace_frontend(service: IBalancerRuntime, before: Any, spec: Any) -> None:
     """
     Build the frontend C{spec} afresh and hand it the ports, connections,
     counters and run-time settings of the running frontend of that name.
@@ -418,7 +420,7 @@ def _replace_frontend(service: Any, before: Any, spec: Any) -> None:
     _rebind(service, before, spec)
 
 
-def _hand_over_tcp(service: Any, before: Any, spec: Any, state: Any, fresh: Any) -> None:
+def _hand_over_tcp(service: IBalancerRuntime, before: Any, spec: Any, state: Any, fresh: Any) -> None:
     """
     Give the fresh TCP frontend C{fresh} the listening ports, the count of
     open connections, the counters, the stick table and the run-time
@@ -449,11 +451,11 @@ def _hand_over_tcp(service: Any, before: Any, spec: Any, state: Any, fresh: Any)
         if factory is not None:
             factory.frontend = fresh
         gate.add_port(port)
-    if service.ready.called and getattr(service, "workers", None) is None:
+    if service.ready.called and service.workers is None:
         gate.open()
 
 
-def _rebind(service: Any, before: Any, spec: Any) -> None:
+def _rebind(service: IBalancerRuntime, before: Any, spec: Any) -> None:
     """
     Close the ports of binds no longer written and bind the new ones; the
     ports of binds that stay are kept (their accept queues too), their
@@ -483,7 +485,7 @@ def _rebind(service: Any, before: Any, spec: Any) -> None:
         ports.append(port)
 
 
-def _relisten(service: Any, spec: Any, bind: Any, port: Any) -> None:
+def _relisten(service: IBalancerRuntime, spec: Any, bind: Any, port: Any) -> None:
     """
     Give a kept TCP port the listen backlog a start would give it now
     (C{backlog}, C{maxconn} and the global C{maxconn} may have changed):
@@ -502,7 +504,7 @@ def _relisten(service: Any, spec: Any, bind: Any, port: Any) -> None:
 # -- connections to removed servers ---------------------------------------
 
 
-def _retire_later(service: Any, grace: float) -> None:
+def _retire_later(service: IBalancerRuntime, grace: float) -> None:
     """
     After C{grace} seconds, close the connections still open to the
     servers retired so far, and forget the retired servers that have none.
@@ -521,11 +523,8 @@ def _retire_later(service: Any, grace: float) -> None:
                 count=len(closing),
             )
         for session in closing:
-            kill = getattr(session, "kill", None)
-            if kill is not None:
-                # As a stop does: the phase it was in (a UDP session has none).
-                phase = "C" if getattr(session, "state", None) == "connecting" else "D"
-                kill("K" + phase)
+            # As a stop does: logged with the phase it was in.
+            kill_session(session, "K")
         service.retired[:] = [s for s in service.retired if s.sessions]
 
     service.reactor.callLater(grace, expire)

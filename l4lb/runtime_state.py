@@ -132,6 +132,9 @@ class ServerState:
     @ivar health: The health machine's position (L{l4lb.health.state}),
         or C{None} without a health check.
     @ivar agent_up: The agent's verdict.
+    @ivar check_enabled: Whether its health check runs (C{disable health}
+        stops it until C{enable health}; HAProxy's C{srv_check_state}
+        keeps that over a reload too).
     @ivar checks: What its checks were made of (L{check_definition}).
     @ivar check_details: The last check's and agent's details, by field.
     @ivar counters: Its counters, by attribute name.
@@ -157,6 +160,7 @@ class ServerState:
     checks: Any
     check_details: Dict[str, Any] = attr.Factory(dict)
     counters: Dict[str, Any] = attr.Factory(dict)
+    check_enabled: bool = True
 
     @property
     def admin(self) -> str:
@@ -192,6 +196,7 @@ def capture_server(server: Server, health: Any = None) -> ServerState:
         health_text=server.health_text,
         health=None if machine is None else machine.health,
         agent_up=getattr(health, "agent_up", True),
+        check_enabled=getattr(health, "check_enabled", True),
         checks=check_definition(backend.spec, server.spec),
         check_details={
             name: getattr(server, name)
@@ -265,6 +270,8 @@ def prepare_health(state: ServerState, health: Any) -> None:
     if machine is not None and state.health is not None:
         machine.health = state.health
     health.agent_up = state.agent_up
+    # Stopped by the runtime API: its checks stay stopped (not started).
+    health.check_enabled = state.check_enabled
 
 
 def capture_servers(service: Any) -> Dict[Tuple[str, str], ServerState]:

@@ -19,6 +19,7 @@ from twisted.internet.defer import Deferred, DeferredList, succeed
 from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from l4lb.balancers import find_factory
 from l4lb.admin.cap import CappedFactory, caps_in_effect, own_listeners
@@ -26,9 +27,11 @@ from l4lb.config.model import Config, GlobalSettings
 from l4lb.fdlimit import traffic_maxconn
 from l4lb.health.monitor import DEFAULT_BUILDERS, HealthMonitor
 from l4lb.health.warmup import SlowStart
+from l4lb.interfaces import IBalancerRuntime
 from l4lb.logs import open_sink
 from l4lb.pool import BackendState
 from l4lb.protect.ratelimit import SessionRate
+from l4lb.runtime import RuntimeControls
 from l4lb.tcp import lean
 from l4lb.tcp.accept import accept_directly
 from l4lb.tcp.backlog import effective_backlog, with_backlog
@@ -36,6 +39,7 @@ from l4lb.tcp.frontend import FrontendFactory, FrontendState
 from l4lb.tcp.stagelist import bind_stages, build_stages
 from l4lb.tcp.tls import attach_tls, listening_factory
 from l4lb.tcp.limits import ConnectionLimiter
+from l4lb.tcp.phases import kill as kill_session
 from l4lb.udp.check import udp_checks
 from l4lb.udp.frontend import UdpFrontend
 from l4lb.udp.reader import read_directly
@@ -80,9 +84,13 @@ def process_maxconn(settings: GlobalSettings) -> int:
     return settings.maxconn or default_maxconn(sum(own_listeners(settings).values()))
 
 
-class BalancerService(MultiService):
+@implementer(IBalancerRuntime)
+class BalancerService(RuntimeControls, MultiService):
     """
     Runs the frontends and backends of one L{Config}.
+
+    What the runtime API, a reload and the workers use of it is
+    L{IBalancerRuntime}; its policies are in L{RuntimeControls}.
 
     @ivar config: The configuration being run.
     @ivar reactor: The reactor everything runs on.
@@ -411,12 +419,16 @@ class BalancerService(MultiService):
         for backend in self.backends.values():
             for server in backend.servers:
                 if server.address is None:
-                    pending.append(self._resolve_server(backend, server))
+                    pending.append(self.resolve_server(backend, server))
         if not pending:
             return succeed(None)
         return DeferredList(pending)
 
-    def _resolve_server(self, backend: BackendState, server: Any) -> "Deferred[None]":
+    def resolve_server(self, backend: BackendState, server: Any) -> "Deferred[None]":
+        """
+        Resolve C{server}'s host name; it enters C{backend}'s rotation once
+        resolved, and stays out of it (logged) when it cannot be.
+        """
         from l4lb.config.resolve import resolve_host
 
         d = resolve_host(self.reactor.nameResolver, server.spec.host, server.port)
@@ -469,21 +481,6 @@ class BalancerService(MultiService):
             d.addBoth(lambda r: (sink.close(), r)[1])
         return d
 
-    def open_sessions(self) -> List[Any]:
-        """
-        The TCP sessions open now: those assigned to a server (including
-        the servers a reload removed) and those waiting in a backend's
-        queue.
-        """
-        sessions: List[Any] = []
-        for backend in self.backends.values():
-            for server in backend.servers:
-                sessions.extend(server.sessions)
-            sessions.extend(getattr(backend.queue, "_waiting", ()))
-        for server in self.retired:
-            sessions.extend(server.sessions)
-        return sessions
-
     def _drain(self, grace: float) -> "Deferred[None]":
         """
         Fire once every TCP connection has ended, closing those still open
@@ -511,10 +508,7 @@ class BalancerService(MultiService):
                     count=len(sessions),
                 )
                 for session in sessions:
-                    kill = getattr(session, "kill", None)
-                    if kill is not None:
-                        phase = {"queued": "Q", "connecting": "C"}.get(session.state, "D")
-                        kill("K" + phase)
+                    kill_session(session, "K")
                 forced = True
             self.reactor.callLater(_DRAIN_POLL, poll, forced)
 

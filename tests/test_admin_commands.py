@@ -18,6 +18,7 @@ from l4lb.config.model import Config
 from l4lb.tcp import lean
 
 from tests.relaykit import Relay
+from tests.runtimekit import stand_in
 
 
 def make() -> "tuple[Relay, AdminCommands]":
@@ -26,7 +27,7 @@ def make() -> "tuple[Relay, AdminCommands]":
     the commands over it.
     """
     relay = Relay()
-    service: Any = SimpleNamespace(
+    service: Any = stand_in(
         config=Config(frontends=(relay.frontend.spec,), backends=(relay.backend.spec,)),
         frontends={"fe": relay.frontend},
         udp_frontends={},

@@ -6,7 +6,6 @@ statistics, sampled on an injected clock.
 from __future__ import annotations
 
 import math
-import sys
 from typing import Dict, Iterator, List
 
 from twisted.internet.task import Clock
@@ -114,16 +113,14 @@ def test_bounded_after_a_thousand_samples() -> None:
 
 def test_memory_per_server_in_bytes() -> None:
     """
-    The buffers of one server take under 2.5 KB (C{sys.getsizeof} of its
-    arrays): 3 series of 180 single-precision floats and two counters.
+    The buffers of one server hold 2,176 bytes: 3 series of 180
+    single-precision floats and two double counters, nothing per sample.
     """
     clock, history = started(Fleet(1))
     size = history.bytes_per_object()
-    raw = 3 * POINTS * 4 + 2 * 8
-    assert raw <= size < raw + 200, size
-    assert size < 2500
+    assert size == 3 * POINTS * 4 + 2 * 8
     values = history._values[("be", "s0")]
-    assert sys.getsizeof(values) >= 3 * POINTS * values.itemsize
+    assert len(values) * values.itemsize == 3 * POINTS * 4
 
 
 def test_rate_and_errors_per_interval() -> None:

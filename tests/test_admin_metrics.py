@@ -7,7 +7,6 @@ names with the C{l4lb_} prefix and the right types.
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any, Dict, List, Tuple
 
 from prometheus_client import generate_latest
@@ -18,6 +17,7 @@ from twisted.internet import error
 from l4lb.admin.metrics import StatsCollector, registry_for
 from l4lb.config.model import Config
 from tests.relaykit import Relay
+from tests.runtimekit import stand_in
 
 Samples = Dict[Tuple[str, Tuple[Tuple[str, str], ...]], float]
 
@@ -120,7 +120,7 @@ def test_retries_redispatches_and_process_limits_of_a_relay() -> None:
     refusing server; the process exports its maxconn.
     """
     relay = Relay(retries=2, redispatch=-1, global_maxconn=100)
-    service: Any = SimpleNamespace(
+    service: Any = stand_in(
         config=Config(frontends=(relay.frontend.spec,), backends=(relay.backend.spec,)),
         frontends={"fe": relay.frontend},
         udp_frontends={},

@@ -8,7 +8,6 @@ their configuration keys.
 from __future__ import annotations
 
 import resource
-from types import SimpleNamespace
 from typing import Any, List
 
 import pytest
@@ -24,6 +23,7 @@ from l4lb.config.model import Config, StatsBind, StatsSocket
 from l4lb.config.parser import parse_config
 from l4lb.fdlimit import FD_RESERVE, own_listener_caps, traffic_maxconn
 from tests.relaykit import ListeningPort, Relay
+from tests.runtimekit import stand_in
 
 
 class Commands:
@@ -102,7 +102,7 @@ def stats_connection(clock: Clock, timeout: float) -> "tuple[Any, StringTranspor
     transport.
     """
     relay = Relay()
-    service: Any = SimpleNamespace(
+    service: Any = stand_in(
         config=Config(frontends=(relay.frontend.spec,), backends=(relay.backend.spec,)),
         frontends={"fe": relay.frontend},
         udp_frontends={},

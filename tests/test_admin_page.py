@@ -25,6 +25,7 @@ from l4lb.admin.web import StatsRoot
 from l4lb.config.model import Config, ServerSpec
 from l4lb.eventrate import EventRate
 from tests.relaykit import Relay
+from tests.runtimekit import stand_in
 from tests.test_admin_web import get
 
 
@@ -41,7 +42,7 @@ def fleet() -> Tuple[Relay, Any]:
     disabled in the configuration, and a service over it.
     """
     relay = Relay((spec("s1", 1), spec("bk", 2, backup=True), spec("off", 3, disabled=True)))
-    service = SimpleNamespace(
+    service = stand_in(
         config=Config(frontends=(relay.frontend.spec,), backends=(relay.backend.spec,)),
         frontends={"fe": relay.frontend},
         udp_frontends={},

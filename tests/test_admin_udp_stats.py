@@ -20,12 +20,13 @@ from l4lb.admin.metrics import registry_for
 from l4lb.admin.render import stat_csv, stat_json
 from l4lb.admin.stats import stat_rows
 from l4lb.config.model import Config
+from tests.runtimekit import stand_in
 from tests.udpkit import UdpRig
 
 
 def service_of(rig: UdpRig) -> Any:
     """A service holding only the rig's UDP frontend and backend."""
-    return SimpleNamespace(
+    return stand_in(
         config=Config(frontends=(rig.frontend.spec,), backends=(rig.backend.spec,)),
         frontends={},
         udp_frontends={"fe": rig.frontend},

@@ -9,7 +9,6 @@ import base64
 import csv
 import io
 import json
-from types import SimpleNamespace
 from typing import Any, Optional, Tuple
 
 from prometheus_client.parser import text_string_to_metric_families
@@ -22,6 +21,7 @@ from l4lb.admin.html import duration
 from l4lb.admin.web import StatsRoot
 from l4lb.config.model import Config
 from tests.relaykit import Relay
+from tests.runtimekit import stand_in
 
 
 def make(auth: Optional[Tuple[str, str]] = None) -> "tuple[Relay, StatsRoot]":
@@ -29,7 +29,7 @@ def make(auth: Optional[Tuple[str, str]] = None) -> "tuple[Relay, StatsRoot]":
     A relay with one open connection to s1, and the pages over it.
     """
     relay = Relay()
-    service: Any = SimpleNamespace(
+    service: Any = stand_in(
         config=Config(frontends=(relay.frontend.spec,), backends=(relay.backend.spec,)),
         frontends={"fe": relay.frontend},
         udp_frontends={},

@@ -7,7 +7,7 @@ queries read is one that L{l4lb.admin.metrics} exports.
 from __future__ import annotations
 
 import importlib.util
-from types import ModuleType, SimpleNamespace
+from types import ModuleType
 from typing import Any, Dict, List, Set
 
 import pytest
@@ -19,6 +19,7 @@ from l4lb.config.model import Config
 from l4lb.udp.counters import UdpCounters
 from tests.grafanakit import DASHBOARD, GENERATOR, TARGET_LABELS, load, parse, queries
 from tests.relaykit import Relay
+from tests.runtimekit import stand_in
 
 
 def generator() -> ModuleType:
@@ -56,7 +57,7 @@ def exported() -> Dict[str, Set[str]]:
     from the code is missing here too.
     """
     relay = Relay()
-    service: Any = SimpleNamespace(
+    service: Any = stand_in(
         config=Config(frontends=(relay.frontend.spec,), backends=(relay.backend.spec,)),
         frontends={"fe": relay.frontend},
         udp_frontends={},

@@ -7,7 +7,6 @@ the stick table's open-connection count is released when a session ends
 
 from __future__ import annotations
 
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -20,6 +19,7 @@ from l4lb.config.protect import parse_rule
 from l4lb.protect.stage import SourceStage
 from l4lb.protect.table import StickTable
 from tests.relaykit import Relay
+from tests.runtimekit import stand_in
 
 
 def make(*rules: str, table: bool = False) -> "tuple[Relay, AdminCommands, Any]":
@@ -32,7 +32,7 @@ def make(*rules: str, table: bool = False) -> "tuple[Relay, AdminCommands, Any]"
         [parse_rule(rule) for rule in rules], StickTable(100, 30.0, 10.0) if table else None
     )
     relay.frontend.stages = [stage]
-    service: Any = SimpleNamespace(
+    service: Any = stand_in(
         config=Config(frontends=(relay.frontend.spec,), backends=(relay.backend.spec,)),
         frontends={"fe": relay.frontend},
         udp_frontends={},

@@ -16,6 +16,8 @@ import l4lb
 from l4lb.admin.showstat import ShowError, show_info, show_stat
 from l4lb.admin.stats import stat_rows
 from l4lb.admin.tables import show_table
+from l4lb.interfaces import IBalancerRuntime
+from l4lb.runtime import clear_counters as _clear
 from l4lb.tcp import lean
 
 HELP = """\
@@ -61,13 +63,12 @@ class AdminCommands:
     """
     Runs the runtime API's commands against one balancer.
 
-    @ivar service: The L{l4lb.service.BalancerService} (its C{config},
-        C{frontends}, C{backends}, C{limiter} and C{monitor}).
+    @ivar service: The running balancer.
     @ivar clock: What tells the time (C{seconds()}).
     @ivar started: When the process started (clock seconds).
     """
 
-    def __init__(self, service: Any, clock: Any) -> None:
+    def __init__(self, service: IBalancerRuntime, clock: Any) -> None:
         self.service = service
         self.clock = clock
         self.started = clock.seconds()
@@ -112,11 +113,10 @@ class AdminCommands:
         if not args or "/" not in args[0]:
             raise CommandError(f"Require 'backend/server'; usage: {usage}.")
         backend_name, _, server_name = args[0].partition("/")
-        backend = self.service.backends.get(backend_name)
-        if backend is None:
+        if backend_name not in self.service.backends:
             raise CommandError(f"No such backend '{backend_name}'.")
         try:
-            return backend.server(server_name)
+            return self.service.find_server(backend_name, server_name)
         except KeyError:
             raise CommandError(f"No such server '{backend_name}/{server_name}'.")
 
@@ -155,7 +155,7 @@ class AdminCommands:
             ("PipesFree", "0"),
             ("Frontends", str(len(self.service.frontends) + len(self.service.udp_frontends))),
             ("Backends", str(len(self.service.backends))),
-            ("DroppedLogs", str(getattr(getattr(self.service, "sink", None), "dropped", 0))),
+            ("DroppedLogs", str(getattr(self.service.sink, "dropped", 0))),
         ]
         try:
             return show_info(args, info)
@@ -204,28 +204,29 @@ class AdminCommands:
     def _show_sess(self, args: List[str]) -> str:
         now = self.clock.seconds()
         lines = []
-        servers = [s for backend in self.service.backends.values() for s in backend.servers]
-        # Those a reload removed keep their connections until they end.
-        servers += getattr(self.service, "retired", [])
-        for server in servers:
-            backend = server.backend
-            for session in sorted(server.sessions, key=_started):
-                if hasattr(session, "accepted"):
-                    lines.append(
-                        f"{id(session):#x}: proto=tcp src={session.client_host}:"
-                        f"{session.client_port} fe={session.frontend.name}"
-                        f" be={backend.name} srv={server.name} state={session.state}"
-                        f" age={int(now - session.accepted)}s bin={session.bytes_in}"
-                        f" bout={session.bytes_out}"
-                    )
-                else:
-                    host, port = session.client
-                    lines.append(
-                        f"{id(session):#x}: proto=udp src={host}:{port}"
-                        f" fe={session.frontend.name} be={backend.name} srv={server.name}"
-                        f" age={int(now - session.started)}s bin={session.bytes_in}"
-                        f" bout={session.bytes_out}"
-                    )
+        for session in sorted(self.service.open_sessions(), key=_started):
+            server = getattr(session, "server", None)
+            backend = server.backend if server is not None else session.backend
+            # Waiting in a queue: no server yet (HAProxy's "<none>").
+            where = (
+                f" be={getattr(backend, 'name', '<NONE>')}"
+                f" srv={server.name if server is not None else '<none>'}"
+            )
+            if hasattr(session, "accepted"):
+                lines.append(
+                    f"{id(session):#x}: proto=tcp src={session.client_host}:"
+                    f"{session.client_port} fe={session.frontend.name}{where}"
+                    f" state={session.state} age={int(now - session.accepted)}s"
+                    f" bin={session.bytes_in} bout={session.bytes_out}"
+                )
+            else:
+                host, port = session.client
+                lines.append(
+                    f"{id(session):#x}: proto=udp src={host}:{port}"
+                    f" fe={session.frontend.name}{where}"
+                    f" age={int(now - session.started)}s bin={session.bytes_in}"
+                    f" bout={session.bytes_out}"
+                )
         return "".join(line + "\n" for line in lines)
 
     # -- changes -----------------------------------------------------------
@@ -240,7 +241,7 @@ class AdminCommands:
             state = value.lower()
             if state not in _ADMIN_CODES:
                 raise CommandError(f"Unknown state '{value}'; allowed: ready, drain, maint.")
-            server.set_admin(state)
+            self.service.set_server_admin(server, state)
             return ""
         if what == "weight":
             server.set_weight(_parse_weight(value, server.spec.weight))
@@ -251,7 +252,7 @@ class AdminCommands:
         server = self._server(args, f"{name} B/S")
         if len(args) != 1:
             raise CommandError(f"Usage: {name} B/S.")
-        server.set_admin(state)
+        self.service.set_server_admin(server, state)
         return ""
 
     def _health(self, args: List[str], enable: bool) -> str:
@@ -260,98 +261,53 @@ class AdminCommands:
         if len(args) != 1:
             raise CommandError(f"Usage: {name} B/S.")
         try:
-            health = self.service.monitor.find(server.backend.name, server.name)
+            self.service.set_health_checks(server, enable)
         except KeyError:
-            health = None
-        loop = getattr(health, "check_loop", None)
-        if health is None or loop is None:
             raise CommandError(f"Server '{server.backend.name}/{server.name}' has no health check.")
-        if enable:
-            if not loop.running:
-                loop.start(0.0)
-                server.health_text = health.health_text()
-                server.set_health(health.state.up and health.agent_up)
-        elif loop.running:
-            loop.stop()
-            server.health_text = "no check"
-            server.set_health(health.agent_up)
         return ""
 
     def _shutdown_sessions(self, args: List[str]) -> str:
         server = self._server(args, "shutdown sessions server B/S")
         if len(args) != 1:
             raise CommandError("Usage: shutdown sessions server B/S.")
-        for session in list(server.sessions):
-            phase = "C" if session.state == "connecting" else "D"
-            session.kill("K" + phase)
-        workers = getattr(self.service, "workers", None)
-        if workers is not None:
-            workers.shutdown_sessions(server.backend.name, server.name)
+        self.service.kill_sessions(server, "K")
         return ""
 
     def _set_maxconn(self, args: List[str]) -> str:
         if len(args) != 2:
             raise CommandError("Usage: set maxconn frontend F N.")
-        frontend = self.service.frontends.get(args[0])
-        if frontend is None:
+        if args[0] not in self.service.frontends:
             raise CommandError(f"No such frontend '{args[0]}'.")
-        maxconn = _parse_count(args[1])
-        frontend.gate.maxconn = maxconn
-        frontend.gate.update()
-        workers = getattr(self.service, "workers", None)
-        if workers is not None:
-            workers.set_frontend_maxconn(frontend.name, maxconn)
+        self.service.set_frontend_maxconn(args[0], _parse_count(args[1]))
         return ""
 
     def _reload(self, args: List[str]) -> str:
-        from l4lb.reload import reload_file
-
         if args:
             raise CommandError("'reload' takes no argument.")
-        result = reload_file(self.service)
+        result = self.service.reload()
         return "".join(f"{line}\n" for line in [*result.errors, *result.warnings, result.summary()])
 
     def _clear_counters(self, args: List[str]) -> str:
         if args and args != ["all"]:
             raise CommandError("Usage: clear counters [all].")
-        clear_counters(self.service)
-        workers = getattr(self.service, "workers", None)
-        if workers is not None:
-            workers.clear_counters()
+        self.service.clear_counters()
         return ""
 
 
-def clear_counters(service: Any) -> None:
+def clear_counters(service: IBalancerRuntime) -> None:
     """
     Reset the cumulative counters of C{service}'s frontends, backends and
-    servers (C{clear counters}).
+    servers (C{clear counters}), in this process only.
     """
-    for frontend in service.frontends.values():
-        frontend.total = frontend.bytes_in = frontend.bytes_out = 0
-        frontend.denied = 0
-        frontend.max_current = 0
-        frontend.session_rate.clear()
-    for backend in service.backends.values():
-        backend.total = 0
-        backend.queue.max = 0
-        backend.max_current = backend.retries = backend.redispatches = 0
-        backend.failed_responses = 0
-        backend.session_rate.clear()
-        for server in backend.servers:
-            server.total = server.failed_connects = 0
-            server.bytes_in = server.bytes_out = 0
-            server.failed_checks = server.down_transitions = server.failed_hana = 0
-            server.max_current = server.retries = server.redispatches = 0
-            server.failed_responses = 0
-            server.session_rate.clear()
+    _clear(service.frontends.values(), service.backends.values())
 
 
-def _workers(service: Any, what: str) -> int:
+def _workers(service: IBalancerRuntime, what: str) -> int:
     """
     The workers' C{"current"} or C{"total"} connections (C{nbproc}), or
     0 when the process has no workers.
     """
-    workers = getattr(service, "workers", None)
+    workers = service.workers
     if workers is None:
         return 0
     return int(workers.reading().get(what, 0))

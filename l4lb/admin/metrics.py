@@ -14,6 +14,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import CollectorRegistry
 
 from l4lb.admin.stats import Row
+from l4lb.interfaces import IBalancerRuntime
 
 #: The values of C{l4lb_server_status}'s C{state} label.
 SERVER_STATES = ("UP", "DOWN", "DRAIN", "MAINT", "NOLB", "no check")
@@ -210,7 +211,7 @@ def _labels(row: Row, kind: str) -> List[str]:
     return [row["pxname"], row["svname"]] if kind == "server" else [row["pxname"]]
 
 
-def registry_for(service: Any, clock: Any) -> CollectorRegistry:
+def registry_for(service: IBalancerRuntime, clock: Any) -> CollectorRegistry:
     """
     A registry holding only l4lb's metrics for C{service}.
     """
@@ -227,7 +228,7 @@ def registry_for(service: Any, clock: Any) -> CollectorRegistry:
     return registry
 
 
-def _process(service: Any) -> Dict[str, float]:
+def _process(service: IBalancerRuntime) -> Dict[str, float]:
     """
     The process-wide limit, as C{show info}'s C{Maxconn}.  (No session
     rate here: with C{nbproc} the workers accept the connections, and
@@ -242,12 +243,12 @@ def _process(service: Any) -> Dict[str, float]:
     return values
 
 
-def _current(service: Any) -> int:
+def _current(service: IBalancerRuntime) -> int:
     """
     The connections open in the process, and in its workers (C{nbproc}).
     """
     current = int(service.limiter.current)
-    workers = getattr(service, "workers", None)
+    workers = service.workers
     if workers is not None:
         current += int(workers.reading().get("current", 0))
     return current

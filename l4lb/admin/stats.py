@@ -16,6 +16,7 @@ import os
 from typing import Any, Dict, Iterable, List, Optional
 
 from l4lb.admin.fields import TYPE_BACKEND, TYPE_FRONTEND, TYPE_SERVER
+from l4lb.interfaces import IBalancerRuntime
 from l4lb.udp.counters import live
 
 Row = Dict[str, str]
@@ -250,7 +251,7 @@ def backend_row(backend: Any, iid: int, pid: int, now: float) -> Row:
     return row
 
 
-def stat_rows(service: Any, now: float, pid: Optional[int] = None) -> List[Row]:
+def stat_rows(service: IBalancerRuntime, now: float, pid: Optional[int] = None) -> List[Row]:
     """
     Every row, as C{show stat} lists them: each proxy's frontend, then its
     servers, then its backend, proxies in configuration order.
@@ -272,7 +273,7 @@ def stat_rows(service: Any, now: float, pid: Optional[int] = None) -> List[Row]:
         frontend = service.frontends.get(name)
         if frontend is not None:
             rows.append(frontend_row(frontend, iid, pid, service.backends, now))
-        udp_frontend = getattr(service, "udp_frontends", {}).get(name)
+        udp_frontend = service.udp_frontends.get(name)
         if udp_frontend is not None:
             rows.append(udp_frontend_row(udp_frontend, iid, pid, now))
         backend = service.backends.get(name)
@@ -280,7 +281,7 @@ def stat_rows(service: Any, now: float, pid: Optional[int] = None) -> List[Row]:
             for sid, server in enumerate(backend.servers, start=1):
                 rows.append(server_row(backend, server, iid, sid, pid, now))
             rows.append(backend_row(backend, iid, pid, now))
-    workers = getattr(service, "workers", None)
+    workers = service.workers
     if workers is not None:
         # nbproc: the worker processes' counters (l4lb.workers.counters).
         workers.merge(rows)

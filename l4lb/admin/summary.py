@@ -7,13 +7,14 @@ session rate and the UDP sessions.
 from __future__ import annotations
 
 import os
-from typing import Any, List, Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import attr
 
 import l4lb
 from l4lb.admin.fields import TYPE_FRONTEND
 from l4lb.admin.stats import Row
+from l4lb.interfaces import IBalancerRuntime
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -54,7 +55,7 @@ def _sum(rows: Sequence[Row], column: str) -> int:
     )
 
 
-def read_summary(service: Any, now: float, started: float, rows: Sequence[Row]) -> ProcessSummary:
+def read_summary(service: IBalancerRuntime, now: float, started: float, rows: Sequence[Row]) -> ProcessSummary:
     """
     The summary of C{service} at clock time C{now}.
 
@@ -64,7 +65,7 @@ def read_summary(service: Any, now: float, started: float, rows: Sequence[Row]) 
         already added.
     """
     limiter = service.limiter
-    workers = getattr(service, "workers", None)
+    workers = service.workers
     pids: Tuple[int, ...] = ()
     current = limiter.current
     if workers is not None:
@@ -74,7 +75,7 @@ def read_summary(service: Any, now: float, started: float, rows: Sequence[Row]) 
         rate, rate_max = _sum(rows, "rate"), _sum(rows, "rate_max")
     else:
         rate, rate_max = limiter.session_rate.rate(now), limiter.session_rate.max
-    udp = list(getattr(service, "udp_frontends", {}).values())
+    udp = list(service.udp_frontends.values())
     return ProcessSummary(
         version=l4lb.__version__,
         pid=os.getpid(),

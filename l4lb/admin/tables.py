@@ -6,12 +6,13 @@ then, for one named frontend, a line per source.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, List, Optional, Tuple
+from typing import Iterator, List, Optional, Tuple
 
+from l4lb.interfaces import IBalancerRuntime
 from l4lb.protect.table import StickTable, entry_line
 
 
-def frontend_tables(service: Any) -> Iterator[Tuple[str, StickTable]]:
+def frontend_tables(service: IBalancerRuntime) -> Iterator[Tuple[str, StickTable]]:
     """
     Each TCP frontend that has a stick table, with the table, in
     configuration order.
@@ -33,7 +34,7 @@ def _header(name: str, table: StickTable) -> str:
     )
 
 
-def show_table(service: Any, now: float, name: Optional[str] = None) -> Optional[str]:
+def show_table(service: IBalancerRuntime, now: float, name: Optional[str] = None) -> Optional[str]:
     """
     The answer of C{show table}: every table's header, or one table's
     header and entries (least recently seen first).

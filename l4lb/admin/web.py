@@ -25,6 +25,7 @@ from l4lb.admin.metrics import registry_for
 from l4lb.admin.render import stat_csv, stat_json
 from l4lb.admin.stats import stat_rows
 from l4lb.admin.summary import read_summary
+from l4lb.interfaces import IBalancerRuntime
 
 
 class _Text(Resource):
@@ -86,7 +87,7 @@ class StatsRoot(Resource):
 
     def __init__(
         self,
-        service: Any,
+        service: IBalancerRuntime,
         clock: Any,
         auth: Optional[Tuple[str, str]] = None,
         history: Optional[StatsHistory] = None,
@@ -209,7 +210,7 @@ class _QuietSite(Site):
 
 
 def stats_site(
-    service: Any,
+    service: IBalancerRuntime,
     clock: Any,
     auth: Optional[Tuple[str, str]] = None,
     timeout: float = 10.0,

@@ -151,7 +151,7 @@ class HealthMonitor(Service):
         """
         intervals: List[float] = []
         for health in self.servers:
-            if health.check_loop is not None:
+            if health.check_loop is not None and health.check_enabled:
                 intervals.append(health.base_check_interval())
             if health.agent_loop is not None:
                 intervals.append(health.base_agent_interval())

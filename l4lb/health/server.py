@@ -19,12 +19,14 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from l4lb.health import messages
+from l4lb.health.actions import in_service, marked
 from l4lb.health.loop import CheckLoop
 from l4lb.health.observe import PassiveObserver
 from l4lb.health.state import HealthState
 from l4lb.health.status import HANA, INI, UNK, CheckResult
 from l4lb.interfaces import IHealthCheck
 from l4lb.pool import BackendState, Server
+from l4lb.tcp.phases import kill as kill_session
 
 _log = Logger(namespace="l4lb")
 
@@ -44,15 +46,14 @@ def shutdown_sessions(server: Server, first: str) -> int:
     """
     Close every open session of C{server} at once, logged with C{first}
     as the first character of the termination state (C{D}: the server
-    went down, C{U}: an active server came back) and the phase as the
-    second (C{C} while connecting, C{D} in the data phase).
+    went down, C{U}: an active server came back, C{K}: an administrator
+    shut them) and the phase as the second (L{l4lb.tcp.phases.killed}).
 
     @return: How many sessions were closed.
     """
     sessions = list(server.sessions)
     for session in sessions:
-        phase = "C" if getattr(session, "state", None) == "connecting" else "D"
-        session.kill(first + phase)
+        kill_session(session, first)
     return len(sessions)
 
 
@@ -69,6 +70,9 @@ class ServerHealth:
     @ivar agent_up: Whether the agent lets the server be UP (it said
         C{down} last, or not).
     @ivar check_loop: The loop of the health check, or C{None}.
+    @ivar check_enabled: Whether the health check runs (C{disable health}
+        stops it; the server then counts as UP unless its agent says
+        DOWN).
     @ivar agent_loop: The loop of the agent check, or C{None}.
     """
 
@@ -111,6 +115,7 @@ class ServerHealth:
         self.agent_up = True
         self.check_loop: Optional[CheckLoop] = None
         self.agent_loop: Optional[CheckLoop] = None
+        self.check_enabled = True
         self._stopping = False
         self._last_check = INI
         self._last_agent = INI
@@ -128,9 +133,42 @@ class ServerHealth:
     @property
     def loops(self) -> List[CheckLoop]:
         """
-        The server's check loops.
+        The server's check loops that run while the monitor runs (the
+        health check's only while enabled).
         """
-        return [loop for loop in (self.check_loop, self.agent_loop) if loop is not None]
+        check = self.check_loop if self.check_enabled else None
+        return [loop for loop in (check, self.agent_loop) if loop is not None]
+
+    def set_check_enabled(self, enabled: bool) -> None:
+        """
+        Resume (C{enable health}: at once) or stop (C{disable health}) the
+        health check, and settle the server's health on what the checks in
+        effect say: without the health check, UP unless the agent says
+        DOWN; with it, its last verdict.
+
+        @raise KeyError: When the server has no health check.
+        """
+        loop = self.check_loop
+        if loop is None:
+            raise KeyError(f"{self.backend.name}/{self.server.name}")
+        if enabled == self.check_enabled:
+            return
+        self.check_enabled = enabled
+        if enabled:
+            if not self._stopping:
+                loop.start(0.0)
+        else:
+            loop.stop()
+        self.server.health_text = self.health_text()
+        self._settle(None)
+
+    def verdict(self) -> bool:
+        """
+        Whether the checks in effect let the server be UP: the health
+        check's state (while enabled) and the agent's word.
+        """
+        checked = self.state is None or not self.check_enabled or self.state.up
+        return checked and self.agent_up
 
     # -- life --------------------------------------------------------------
 
@@ -151,7 +189,7 @@ class ServerHealth:
             server.observer = PassiveObserver(
                 self.spec.error_limit, self.clock, self.passive_limit_reached
             )
-        if self.state is not None and not self.state.up and server.up:
+        if self.state is not None and self.check_enabled and not self.state.up and server.up:
             server.set_health(False)
 
     def stop(self) -> "Deferred[Any]":
@@ -164,7 +202,8 @@ class ServerHealth:
         self._stopping = True
         if self.server.observer is not None:
             self.server.observer = None
-        return DeferredList([loop.stop() for loop in self.loops], consumeErrors=True)
+        every = [loop for loop in (self.check_loop, self.agent_loop) if loop is not None]
+        return DeferredList([loop.stop() for loop in every], consumeErrors=True)
 
     # -- intervals ---------------------------------------------------------
 
@@ -217,7 +256,7 @@ class ServerHealth:
         return d
 
     def _run_check(self) -> Any:
-        if self.server.admin == "maint":
+        if self.server.admin == "maint" or not self.check_enabled:
             return None
         assert self.check is not None
         return self._run(self.check, self.spec.check_addr, self.apply_check)
@@ -252,6 +291,8 @@ class ServerHealth:
         """
         if self.agent is not None and not self.agent_up:
             return "DOWN (agent)"
+        if self.state is not None and not self.check_enabled:
+            return "no check"
         if self.state is not None:
             return self.state.text()
         return "UP"
@@ -361,7 +402,7 @@ class ServerHealth:
         return active, backup
 
     def _settle(self, result: Optional[CheckResult]) -> None:
-        up = (self.state is None or self.state.up) and self.agent_up
+        up = self.verdict()
         if up == self.server.up:
             return
         if up:
@@ -373,11 +414,11 @@ class ServerHealth:
         server = self.server
         had_any = sum(self._usable()) > 0
         now = self.clock.seconds()
+        before = in_service(server)
         server.set_health(False)
         server.down_transitions += 1
         server.last_change = now
-        if self.spec.on_marked_down == "shutdown-sessions":
-            shutdown_sessions(server, "D")
+        marked(server, before)
         active, backup = self._usable()
         self.emit(
             "warn",
@@ -391,13 +432,11 @@ class ServerHealth:
     def _mark_up(self, result: Optional[CheckResult]) -> None:
         server = self.server
         now = self.clock.seconds()
+        before = in_service(server)
         server.set_health(True)
         server.down_time += now - server.last_change
         server.last_change = now
-        if self.spec.on_marked_up == "shutdown-backup-sessions" and not self.spec.backup:
-            for other in self.backend.servers:
-                if other.spec.backup:
-                    shutdown_sessions(other, "U")
+        marked(server, before)
         active, backup = self._usable()
         self.emit(
             "warn",
@@ -408,9 +447,9 @@ class ServerHealth:
         server = self.server
         old = server.admin
         had_any = sum(self._usable()) > 0
+        before = in_service(server)
         server.set_admin(admin, cause)
-        if admin == "maint" and self.spec.on_marked_down == "shutdown-sessions":
-            shutdown_sessions(server, "D")
+        marked(server, before)
         active, backup = self._usable()
         self.emit(
             "warn",

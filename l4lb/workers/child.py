@@ -33,8 +33,9 @@ from zope.interface import implementer
 
 from l4lb.config.model import Config
 from l4lb.gcfreeze import freeze_when_running
+from l4lb.health.actions import marking
 from l4lb.health.monitor import HealthMonitor
-from l4lb.health.server import shutdown_sessions
+from l4lb.interfaces import IBalancerRuntime
 from l4lb.service import BalancerService, BindError
 from l4lb.tcp.accept import accept_directly
 from l4lb.tcp.frontend import FrontendFactory
@@ -149,39 +150,29 @@ def nonblocking_adoption() -> Iterator[None]:
 
 
 def apply_server_state(
-    service: Any, backend_name: str, server_name: str, up: bool, admin: str, weight: int, maxconn: int
+    service: IBalancerRuntime, backend_name: str, server_name: str, up: bool, admin: str, weight: int, maxconn: int
 ) -> bool:
     """
     Make the worker's copy of a server match the main process's, and do
     what the server's C{on-marked-down} / C{on-marked-up} options ask on
-    the transition, as the main process's checks do there.
+    the transition, as the main process does there
+    (L{l4lb.health.actions}).
 
     @return: Whether the worker has that server.
     """
-    backend = service.backends.get(backend_name)
-    if backend is None:
-        return False
     try:
-        server = backend.server(server_name)
+        server = service.find_server(backend_name, server_name)
     except KeyError:
         return False
-    was_up, was_admin = server.up, server.admin
-    if server.admin != admin:
-        server.set_admin(admin)
-    if server.weight != weight:
-        server.set_weight(weight)
-    if server.maxconn != maxconn:
-        server.set_maxconn(maxconn)
-    if server.up != up:
-        server.set_health(up)
-    spec = server.spec
-    went_down = (was_up and not up) or (admin == "maint" and was_admin != "maint")
-    if went_down and spec.on_marked_down == "shutdown-sessions":
-        shutdown_sessions(server, "D")
-    if up and not was_up and spec.on_marked_up == "shutdown-backup-sessions" and not spec.backup:
-        for other in backend.servers:
-            if other.spec.backup:
-                shutdown_sessions(other, "U")
+    with marking(server):
+        if server.admin != admin:
+            server.set_admin(admin)
+        if server.weight != weight:
+            server.set_weight(weight)
+        if server.maxconn != maxconn:
+            server.set_maxconn(maxconn)
+        if server.up != up:
+            server.set_health(up)
     return True
 
 
@@ -194,7 +185,7 @@ class WorkerResponder(commands.QuietAMP):
         or the main process went away).
     """
 
-    def __init__(self, service: Any, stop: Any) -> None:
+    def __init__(self, service: WorkerService, stop: Any) -> None:
         super().__init__()
         self.service = service
         self.stop = stop
@@ -224,33 +215,25 @@ class WorkerResponder(commands.QuietAMP):
         """
         Close a server's connections, logged C{KD} (C{KC} while connecting).
         """
-        state = self.service.backends.get(backend)
         try:
-            target = state.server(server) if state is not None else None
+            target = self.service.find_server(backend, server)
         except KeyError:
-            target = None
-        return {"killed": shutdown_sessions(target, "K") if target is not None else 0}
+            return {"killed": 0}
+        return {"killed": self.service.kill_sessions(target, "K")}
 
     @commands.SetFrontendMaxconn.responder
     def set_frontend_maxconn(self, frontend: str, maxconn: int) -> Dict[str, Any]:
         """
         Change a frontend's limit.
         """
-        state = self.service.frontends.get(frontend)
-        if state is None:
-            return {"known": False}
-        state.gate.maxconn = maxconn
-        state.gate.update()
-        return {"known": True}
+        return {"known": self.service.set_frontend_maxconn(frontend, maxconn)}
 
     @commands.ClearCounters.responder
     def clear_counters(self) -> Dict[str, Any]:
         """
         Reset the cumulative counters.
         """
-        from l4lb.admin.commands import clear_counters
-
-        clear_counters(self.service)
+        self.service.clear_counters()
         return {}
 
     @commands.Counters.responder
@@ -405,7 +388,7 @@ def main(argv: List[str], reactor: Any = None) -> int:
     return 0
 
 
-def _graceful_signals(reactor: Any, stop: Any, service: Any) -> None:
+def _graceful_signals(reactor: Any, stop: Any, service: IBalancerRuntime) -> None:
     """
     SIGTERM and SIGINT stop gracefully; SIGUSR1 re-opens the log; SIGHUP
     is left to the main process (it reloads, and replaces the workers),

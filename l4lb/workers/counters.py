@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, Iterable, List, Mapping, Tuple
 
+from l4lb.interfaces import IBalancerRuntime
 from l4lb.tcp import lean
 
 #: Columns added up over the processes.
@@ -34,7 +35,7 @@ CUMULATIVE = ("stot", "bin", "bout", "econ", "eresp", "wretr", "wredis", "dcon",
 Snapshot = Dict[str, Any]
 
 
-def snapshot(service: Any, now: float) -> Snapshot:
+def snapshot(service: IBalancerRuntime, now: float) -> Snapshot:
     """
     The counters of the worker running C{service}.
     """

@@ -21,6 +21,7 @@ from twisted.logger import Logger, LogLevel
 from twisted.protocols import amp
 from twisted.python.failure import Failure
 
+from l4lb.interfaces import IBalancerRuntime
 from l4lb.workers import REACTOR_NAME, commands, counters
 
 _log = Logger(namespace="l4lb")
@@ -137,7 +138,7 @@ class WorkerPool(Service):
 
     def __init__(
         self,
-        service: Any,
+        service: IBalancerRuntime,
         count: int,
         reactor: Any,
         python: str = sys.executable,
