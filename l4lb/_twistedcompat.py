@@ -54,10 +54,10 @@ against L{l4lb.reactor.L4lbEPollReactor}.
 from __future__ import annotations
 
 import dis
-import types
 import importlib
 import inspect
 import socket
+import types
 from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Set, Tuple
 
 import twisted

@@ -12,6 +12,7 @@ import dis
 import importlib
 import re
 import sys
+import types
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Set
 
@@ -167,7 +168,8 @@ def _private_names_of(classes: List[Any]) -> Set[str]:
             for name, value in vars(klass).items():
                 names.add(name)
                 code = getattr(value, "__code__", None)
-                if code is not None:
+                # PyPy's built-in methods have a __code__ without co_names.
+                if isinstance(code, types.CodeType):
                     names.update(code.co_names)
     return {n for n in names if n.startswith("_") and not n.startswith("__")}
 

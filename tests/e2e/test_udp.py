@@ -150,7 +150,7 @@ def test_dns_queries_are_all_answered_and_spread(
 def test_queries_in_flight_from_one_port_are_all_answered(
     balancers: BalancerFactory, dns_servers: List[DnsServer]
 ) -> None:
-    """With udp-responses 1, two queries sent at once from one client port (as glibc sends A and AAAA) both get their answers, in one session."""
+    """With udp-responses 1, two queries sent at once from one client port (as glibc sends A and AAAA) both get their answers, and no session ends before its last answer."""
     lb, port = start_dns_balancer(balancers, dns_servers)
     for client in range(10):
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -169,9 +169,13 @@ def test_queries_in_flight_from_one_port_are_all_answered(
                 reply.fromStr(data)
                 answered.add(reply.id)
             assert answered == {1, 2}, f"client {client}: answers to {sorted(answered)} only"
-    assert wait_until(lambda: len(udp_records(lb)) >= 10, 10), lb.output()
+    # Usually each pair shares one session; when the first answer comes back
+    # before l4lb has read the second query, that query opens a session of
+    # its own.  Either way no session ends before all its answers.
+    assert wait_until(lambda: sum(int(r["dgin"]) for r in udp_records(lb)) >= 20, 10), lb.output()
     records = udp_records(lb)
-    assert [(r["dgin"], r["dgout"], r["reason"]) for r in records] == [("2", "2", "responses")] * 10
+    assert all(r["dgin"] == r["dgout"] and r["reason"] == "responses" for r in records), lb.output()
+    assert sum(int(r["dgin"]) for r in records) == 20, lb.output()
 
 
 def test_dig_queries_are_all_answered_and_spread(
