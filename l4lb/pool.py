@@ -313,6 +313,40 @@ class Server:
         return f"<Server {self.name} {self.address}:{self.port}>"
 
 
+class Downtime:
+    """
+    The time a backend spent with no usable server (stats C{downtime} of
+    its C{BACKEND} row, as in HAProxy).
+
+    @ivar total: Seconds without a usable server, not counting the current
+        spell.
+    @ivar since: When the current spell began (reactor seconds), or C{None}
+        while a server is usable.
+    """
+
+    __slots__ = ("total", "since")
+
+    def __init__(self) -> None:
+        self.total = 0.0
+        self.since: Optional[float] = None
+
+    def note(self, usable: bool, now: float) -> None:
+        """
+        Record whether the backend has a usable server at C{now}.
+        """
+        if usable and self.since is not None:
+            self.total += now - self.since
+            self.since = None
+        elif not usable and self.since is None:
+            self.since = now
+
+    def seconds(self, now: float) -> float:
+        """
+        Seconds without a usable server up to C{now}.
+        """
+        return self.total + (now - self.since if self.since is not None else 0.0)
+
+
 class BackendState:
     """
     A backend, its servers and its balancer.
@@ -356,6 +390,7 @@ class BackendState:
         self.retries = 0
         self.redispatches = 0
         self.failed_responses = 0
+        self.downtime = Downtime()
         self.queue = WaitQueue(self)
         # Any change of a server may free a slot for a queued connection.
         self.listeners.append(self.queue.serve)

@@ -50,6 +50,7 @@ SERVER_COUNTERS = (
 BACKEND_COUNTERS = (
     "current",
     "total",
+    "downtime",
     "udp",
     "session_rate",
     "max_current",

@@ -283,6 +283,13 @@ class BalancerService(RuntimeControls, MultiService):
         Make the runtime state of one backend (at start and on reload).
         """
         backend = BackendState(spec, find_factory(spec.balance))
+        seconds = self.reactor.seconds
+
+        def note_downtime(_: Any) -> None:
+            backend.downtime.note(any(s.eligible for s in backend.servers), seconds())
+
+        backend.listeners.append(note_downtime)
+        note_downtime(None)
         self.prepare_servers(backend.servers)
         if self.slowstart is not None:
             self.slowstart.watch(backend)

@@ -69,6 +69,7 @@ _BACKEND = [
     ("loadbalanced", "lbtot", "counter", "Times a server was picked."),
     ("max_session_rate", "rate_max", "gauge", "Most new connections within one second."),
     ("check_last_change_seconds", "lastchg", "gauge", "Seconds since a server last changed state."),
+    ("downtime_seconds", "downtime", "counter", "Seconds with no usable server."),
 ]
 _SERVER = [
     ("current_sessions", "scur", "gauge", "Connections open now."),
