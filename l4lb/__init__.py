@@ -1,5 +1,5 @@
 """
-l4lb: a Layer 4 (TCP) load balancer built on Twisted.
+l4lb: a Layer 4 (TCP and UDP) load balancer built on Twisted.
 
 The public API for applications that embed l4lb lives in L{l4lb.api}.
 """

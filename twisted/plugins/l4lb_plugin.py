@@ -7,6 +7,6 @@ from twisted.application.service import ServiceMaker
 l4lb = ServiceMaker(
     "l4lb",
     "l4lb.tap",
-    "A Layer 4 (TCP) load balancer configured by an lb.ini file.",
+    "A Layer 4 (TCP and UDP) load balancer configured by an lb.ini file.",
     "l4lb",
 )
