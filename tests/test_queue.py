@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import List, Optional, Tuple
 
+import pytest
 from twisted.internet import error
 from twisted.python.failure import Failure
 
@@ -127,41 +128,30 @@ def test_new_connection_goes_behind_waiting_ones() -> None:
     assert relay.backend.queue.current == 2
 
 
-def test_client_timeout_ends_the_wait_first() -> None:
-    """A timeout client shorter than timeout queue ends the wait at the client's timeout, logged cQ, as HAProxy does."""
-    timeouts = Timeouts(connect=5.0, client=2.0, server=50.0, queue=3.0)
-    relay = Relay(limited(("s1", 1, 0)), timeouts=timeouts)
-    relay.accept()
-    relay.complete()
-    queued, transport = relay.accept()
-    relay.reactor.advance(1.9)
-    assert not transport.aborted
-    relay.reactor.advance(0.1)
-    assert transport.aborted
-    queued.connectionLost(DONE)
-    (line,) = relay.sink.lines
-    assert fields(line)[3] == "be/<NOSRV>"
-    assert fields(line)[4] == "2000/-1/2000"
-    assert fields(line)[6] == "cQ"
-
-
-def test_queue_timeout() -> None:
+@pytest.mark.parametrize(
+    "client, waited, code",
+    [(50.0, 3.0, "sQ"), (2.0, 2.0, "cQ")],
+    ids=["queue-timeout", "client-timeout-first"],
+)
+def test_queue_timeout(client: float, waited: float, code: str) -> None:
     """A connection waiting longer than timeout queue is closed and logged sQ, with the
-    time it waited and no server."""
-    timeouts = Timeouts(connect=5.0, client=50.0, server=50.0, queue=3.0)
+    time it waited and no server; a shorter timeout client ends the wait first,
+    logged cQ, as HAProxy does."""
+    timeouts = Timeouts(connect=5.0, client=client, server=50.0, queue=3.0)
     relay = Relay(limited(("s1", 1, 0)), timeouts=timeouts)
     relay.accept()
     relay.complete()
     queued, transport = relay.accept()
-    relay.reactor.advance(2.9)
+    relay.reactor.advance(waited - 0.1)
     assert not transport.aborted
     relay.reactor.advance(0.1)
     assert transport.aborted
     queued.connectionLost(DONE)
     (line,) = relay.sink.lines
+    ms = int(waited * 1000)
     assert fields(line)[3] == "be/<NOSRV>"
-    assert fields(line)[4] == "3000/-1/3000"
-    assert fields(line)[6] == "sQ"
+    assert fields(line)[4] == f"{ms}/-1/{ms}"
+    assert fields(line)[6] == code
     assert relay.backend.queue.current == 0
 
 
