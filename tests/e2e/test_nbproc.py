@@ -80,12 +80,19 @@ def hold_until_both(lb: Balancer, port: int) -> Tuple[Set[int], List[str]]:
     Open connections, keeping them open, until each worker holds one (at
     most L{HELD_MAX}); then close them.
 
+    The workers share one listening socket and the kernel wakes every idle
+    one for a new connection: the first to accept takes it, so on an idle
+    machine one worker may take them all.  A worker seen holding a
+    connection is therefore paused (C{SIGSTOP}) until the others have
+    taken one, and resumed before returning.
+
     @return: The workers seen and the server name of every connection.
     """
     pids = worker_pids(lb)
     seen: Set[int] = set()
     names: List[str] = []
     held: List[socket.socket] = []
+    paused: List[int] = []
     try:
         while len(seen) < len(pids) and len(held) < HELD_MAX:
             sock = connect(port)
@@ -104,7 +111,12 @@ def hold_until_both(lb: Balancer, port: int) -> Tuple[Set[int], List[str]]:
             if not wait_until(located, 5.0):
                 lb.fail(f"no worker holds the connection from port {client_port}")
             seen.add(found[0])
+            if len(seen) < len(pids) and pids[found[0]] not in paused:
+                os.kill(pids[found[0]], signal.SIGSTOP)
+                paused.append(pids[found[0]])
     finally:
+        for pid in paused:
+            os.kill(pid, signal.SIGCONT)
         for sock in held:
             sock.close()
     return seen, names
