@@ -2,7 +2,9 @@
 The C{l4lb} command.
 
     l4lb check FILE     validate a configuration file, as haproxy -c -f FILE
+    l4lb convert FILE   convert a haproxy.cfg to lb.ini, or an lb.ini to haproxy.cfg
     l4lb ctl COMMAND    send a command to a running balancer's runtime API
+                        (--output FILE writes the answer to FILE atomically)
 
 C{l4lb check} parses the file and resolves its server host names (without
 binding anything), prints warnings and errors on standard error, one per
@@ -42,7 +44,19 @@ def _parser() -> argparse.ArgumentParser:
         " valid, 1 when it is not, 2 when it has no error but no listener"
         " (no frontend with a bind).",
     )
-    check.add_argument("file", metavar="FILE", help="the lb.ini file")
+    check.add_argument("file", metavar="FILE", help="the lb.ini or haproxy.cfg file")
+    convert = commands.add_parser(
+        "convert",
+        help="convert haproxy.cfg to lb.ini, or lb.ini to haproxy.cfg",
+        description="Convert FILE to the other format: a haproxy.cfg to lb.ini,"
+        " an lb.ini to haproxy.cfg (the format is told by the content)."
+        "  Comments are kept.  Problems go to standard error; exit 1 when the"
+        " file has errors (the converted text is written all the same).",
+    )
+    convert.add_argument("file", metavar="FILE", help="the haproxy.cfg or lb.ini file")
+    convert.add_argument(
+        "-o", "--output", metavar="OUT", help="write to OUT instead of standard output"
+    )
     ctl = commands.add_parser(
         "ctl",
         help="send a command to the runtime API (stats socket)",
@@ -57,6 +71,14 @@ def _parser() -> argparse.ArgumentParser:
         default=DEFAULT_SOCKET,
         help=f"the runtime API's socket (default {DEFAULT_SOCKET})",
     )
+    ctl.add_argument(
+        "-o",
+        "--output",
+        metavar="FILE",
+        help="write the answer to FILE (replaced at once, never left half"
+        " written) instead of standard output, e.g. 'l4lb ctl --output"
+        " /var/lib/l4lb/state show servers state' for the server-state file",
+    )
     ctl.add_argument("words", metavar="COMMAND", nargs="+", help="the command, e.g. show info")
     return parser
 
@@ -65,13 +87,16 @@ def _parser() -> argparse.ArgumentParser:
 DEFAULT_SOCKET = "/run/l4lb/admin.sock"
 
 
-def ctl(path: str, command: str, timeout: float = 30.0) -> int:
+def ctl(path: str, command: str, timeout: float = 30.0, output: Optional[str] = None) -> int:
     """
     Run C{l4lb ctl}: send one command line to the UNIX socket C{path} and
-    copy the answer to standard output.
+    copy the answer to standard output, or to the file C{output}.
 
+    @param output: A file the answer replaces atomically (written beside
+        it, then renamed), so that a server-state file is never read half
+        written; C{None} for standard output.
     @return: The exit status: 0 once answered, 1 when the socket cannot be
-        reached.
+        reached or C{output} cannot be written.
     """
     import socket
 
@@ -89,8 +114,39 @@ def ctl(path: str, command: str, timeout: float = 30.0) -> int:
     except OSError as e:
         sys.stderr.write(f"l4lb: cannot talk to {path}: {e.strerror or e}\n")
         return 1
-    sys.stdout.write(b"".join(chunks).decode("utf-8", "replace"))
+    answer = b"".join(chunks)
+    if output is not None:
+        return _replace_file(output, answer)
+    sys.stdout.write(answer.decode("utf-8", "replace"))
     sys.stdout.flush()
+    return 0
+
+
+def _replace_file(path: str, data: bytes) -> int:
+    """
+    Replace the file C{path} with C{data} in one step.
+
+    @return: 0, or 1 (with a message) when it cannot be written.
+    """
+    import os
+    import tempfile
+
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, temporary = tempfile.mkstemp(prefix=".l4lb-", dir=directory)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.chmod(temporary, 0o644)
+            os.replace(temporary, path)
+        except BaseException:
+            os.unlink(temporary)
+            raise
+    except OSError as e:
+        sys.stderr.write(f"l4lb: cannot write {path}: {e.strerror or e}\n")
+        return 1
     return 0
 
 
@@ -146,8 +202,12 @@ def main(argv: Optional[Sequence[str]] = None, reactor: Optional[Any] = None) ->
         return exit.code if isinstance(exit.code, int) else 2
     if args.command == "check":
         return check(args.file, reactor)
+    if args.command == "convert":
+        from l4lb.convertcmd import convert
+
+        return convert(args.file, args.output, sys.stdout, sys.stderr)
     if args.command == "ctl":
-        return ctl(args.socket, " ".join(args.words))
+        return ctl(args.socket, " ".join(args.words), output=args.output)
     parser.print_usage(sys.stderr)
     sys.stderr.write("l4lb: error: a command is required, e.g. 'l4lb check FILE'\n")
     return 2

@@ -81,6 +81,7 @@ def describe(service: Any) -> Dict[str, Any]:
     out["global: maxpipes"] = lean.PIPES.limit
     out["global: spread-checks"] = service.monitor.spread_checks
     out["global: hard-stop-after"] = settings.hard_stop_after
+    out["global: grace"] = settings.grace
     out["global: log sink"] = type(service.sink).__name__
     out["global: workers"] = service.workers is not None
     for name, state in service.frontends.items():
@@ -89,6 +90,9 @@ def describe(service: Any) -> Dict[str, Any]:
         _udp_frontend(out, service, f"frontend {name}", udp)
     for name, backend in service.backends.items():
         _backend(out, f"backend {name}", backend)
+    for name, watch in service.etcd.watches.items():
+        # What the running watch asks, not the file: a reload must replace it.
+        out[f"backend {name}: servers-from"] = (watch.endpoints, watch.prefix)
     for health in service.monitor.servers:
         _checks(out, f"checks {health.backend.name}/{health.server.name}", health, service)
     return out

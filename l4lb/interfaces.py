@@ -205,10 +205,24 @@ class IBalancerRuntime(Interface):
     retired = Attribute(
         "The L{l4lb.pool.Server}s a reload removed that still have open sessions."
     )
+    added_servers = Attribute(
+        "The definitions of the servers added at run time"
+        " (L{l4lb.runtime_servers.AddedServer}) by C{(backend, server)}, in the"
+        " order they were added: runtime state a reload carries and the"
+        " server-state file records."
+    )
     limiter = Attribute(
         "The process-wide L{l4lb.tcp.limits.ConnectionLimiter} (global C{maxconn})."
     )
     monitor = Attribute("The L{l4lb.health.monitor.HealthMonitor} of the servers' checks.")
+    etcd = Attribute(
+        "The L{l4lb.etcd.EtcdProviders} that keep the servers of the backends with"
+        " C{servers-from} as etcd says; a reload calls its C{apply}."
+    )
+    dns = Attribute(
+        "The L{l4lb.dns.DnsDiscovery} that keeps servers with C{resolvers} and"
+        " C{server-template} slots where DNS says; a reload calls its C{apply}."
+    )
     slowstart = Attribute(
         "The L{l4lb.health.warmup.SlowStart} that warms up servers coming back, or C{None}"
         " (an C{nbproc} worker is sent the throttled values)."
@@ -224,6 +238,12 @@ class IBalancerRuntime(Interface):
     own_caps = Attribute(
         "The connection caps in effect of l4lb's own listeners (C{stats socket},"
         " C{stats bind}), by name."
+    )
+    instance_state = Attribute(
+        "Whether the instance asks for traffic (L{l4lb.readiness}): C{\"ready\"},"
+        " C{\"drain\"} (an operator drained it) or C{\"stopping\"} (the C{grace}"
+        " time after SIGTERM).  It only advises routers: connections that reach"
+        " the instance are served in every state."
     )
 
     # -- servers and sessions ------------------------------------------------
@@ -265,6 +285,53 @@ class IBalancerRuntime(Interface):
         Set C{server}'s administrative state (C{"ready"}, C{"drain"} or
         C{"maint"}) and do what its C{on-marked-down} and C{on-marked-up}
         ask when that takes it out of service or back in.
+        """
+
+    def add_server(backend: str, name: str, line: str, enabled: bool = False) -> Any:
+        """
+        Add a server to the running backend C{backend} (C{add server}): the
+        same constructors as at start build it, and the backend's balancer
+        is built again over its servers.
+
+        @param line: What a configuration file writes after C{server NAME
+            =}: C{ADDR:PORT [options]}, read by the same parser (without
+            C{default-server}).
+        @param enabled: Start ready; otherwise the server starts in
+            maintenance (as does one whose line lacks the word
+            C{enabled}), and its checks begin when it is enabled.
+        @return: The new L{l4lb.pool.Server}.
+        @raise l4lb.config.errors.ConfigError: When C{line} is not valid;
+            its problems carry the configuration check's messages.
+        @raise l4lb.runtime_servers.ServerChangeError: With HAProxy's
+            reply when the backend does not exist, has a server of that
+            name, or the process has C{nbproc} workers.
+        """
+
+    def remove_server(backend: str, name: str) -> None:
+        """
+        Remove the server C{backend/name} (C{del server}), whether the file
+        or the runtime added it; the file's servers come back at the next
+        reload.
+
+        @raise l4lb.runtime_servers.ServerChangeError: With HAProxy's reply
+            unless the server is in maintenance and has no connection.
+        """
+
+    def set_server_address(
+        server: Any, host: str, port: Optional[int] = None, cause: str = "runtime"
+    ) -> str:
+        """
+        Send C{server}'s new connections and its checks to C{host} (an IP
+        address) and C{port} (by default unchanged); established
+        connections stay where they are.  Logs HAProxy's line, e.g.
+        C{web/s1 changed its IP from 127.0.0.1 to 127.0.0.2 by DNS cache.}
+
+        @param cause: Who asks: C{"runtime"} (logged as C{stats socket
+            command}), C{"DNS cache"}, or any other few words.
+        @return: HAProxy's reply (C{IP changed from '...' to '...' by
+            '...'}), empty when nothing changed.
+        @raise l4lb.runtime_servers.ServerChangeError: When C{host} is not
+            an IP address or C{port} not a port.
         """
 
     def set_health_checks(server: Any, enabled: bool) -> None:

@@ -5,7 +5,7 @@ relay and (later) the stats read and change.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Container, List, Optional, Set
+from typing import Any, Callable, Container, List, Optional, Sequence, Set
 
 from zope.interface import Interface
 
@@ -322,13 +322,16 @@ class Downtime:
         spell.
     @ivar since: When the current spell began (reactor seconds), or C{None}
         while a server is usable.
+    @ivar spells: How many spells began (stats C{chkdown} of the
+        C{BACKEND} row: HAProxy's count of the backend going DOWN).
     """
 
-    __slots__ = ("total", "since")
+    __slots__ = ("total", "since", "spells")
 
     def __init__(self) -> None:
         self.total = 0.0
         self.since: Optional[float] = None
+        self.spells = 0
 
     def note(self, usable: bool, now: float) -> None:
         """
@@ -339,6 +342,7 @@ class Downtime:
             self.since = None
         elif not usable and self.since is None:
             self.since = now
+            self.spells += 1
 
     def seconds(self, now: float) -> float:
         """
@@ -374,10 +378,23 @@ class BackendState:
         abruptly (stats C{eresp}).
     """
 
-    def __init__(self, spec: BackendSpec, balancer_factory: Interface) -> None:
+    def __init__(
+        self,
+        spec: BackendSpec,
+        balancer_factory: Interface,
+        added: Sequence[ServerSpec] = (),
+    ) -> None:
+        """
+        @param spec: The backend's configuration.
+        @param balancer_factory: Its algorithm's
+            L{l4lb.interfaces.IBalancerFactory}.
+        @param added: The servers added at run time (C{add server}), after
+            those of the file.
+        """
         self.spec = spec
         self.name = spec.name
-        self.servers: List[Server] = [Server(s, self) for s in spec.servers]
+        self.factory = balancer_factory
+        self.servers: List[Server] = [Server(s, self) for s in (*spec.servers, *added)]
         self.balancer = balancer_factory.build(  # type: ignore[attr-defined]
             self.servers, spec.balance_args
         )
@@ -394,6 +411,20 @@ class BackendState:
         self.queue = WaitQueue(self)
         # Any change of a server may free a slot for a queued connection.
         self.listeners.append(self.queue.serve)
+
+    def set_servers(self, servers: Sequence[Server]) -> None:
+        """
+        Make C{servers} the backend's servers (one added or removed at run
+        time) and build its balancer again over them, through the same
+        factory as at start, telling it of the connections already open.
+        """
+        self.servers = list(servers)
+        self.balancer = self.factory.build(  # type: ignore[attr-defined]
+            self.servers, self.spec.balance_args
+        )
+        for server in self.servers:
+            for _ in range(server.current):
+                self.balancer.connection_taken(server)
 
     def server(self, name: str) -> Server:
         """

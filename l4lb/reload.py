@@ -24,11 +24,13 @@ carried over, by name (L{l4lb.runtime_state}):
    health and check history (its checks restart from C{init-state} when
    they are made differently), its counters;
  - the stick tables of frontends whose table is defined as before;
- - a frontend's C{maxconn} set at run time.
+ - a frontend's C{maxconn} set at run time;
+ - the servers added at run time (C{add server}), unless the new file
+   defines a server of the same name in their backend: the file wins.
 
 A value the file changed overrides the same value set at run time; a value
 it did not change keeps the run-time one.  Global settings other than
-C{maxconn}, C{maxpipes}, C{hard-stop-after}, C{spread-checks} and
+C{maxconn}, C{maxpipes}, C{hard-stop-after}, C{grace}, C{spread-checks} and
 C{tune.relay} need a restart; a reload says so.
 """
 
@@ -46,6 +48,8 @@ from l4lb.config.listeners import require_listener
 from l4lb.config.model import Config
 from l4lb.interfaces import IBalancerRuntime
 from l4lb.pool import BackendState, Server
+from l4lb.runtime_servers import prune_added
+from l4lb.statefile import load_server_state
 from l4lb.runtime_state import (
     BACKEND_COUNTERS,
     FRONTEND_COUNTERS,
@@ -65,7 +69,7 @@ __all__ = ["ReloadResult", "RUNTIME_GLOBALS", "apply_config", "plain", "reload_f
 
 #: Global settings a reload applies; a change of any other needs a restart.
 RUNTIME_GLOBALS = frozenset(
-    {"maxconn", "maxpipes", "hard_stop_after", "spread_checks", "relay"}
+    {"maxconn", "maxpipes", "hard_stop_after", "grace", "spread_checks", "relay"}
 )
 
 
@@ -152,8 +156,17 @@ def apply_config(service: IBalancerRuntime, new: Config) -> ReloadResult:
     _apply_globals(service, old, new, result)
     states = capture_servers(service)
     service.config = new
+    # Servers added at run time stay, unless the file now defines them.
+    prune_added(service.added_servers, new.backends)
     _apply_backends(service, new, states, result)
+    # The state the process carried is newer than any file: the file
+    # applies only to the servers it did not have.
+    load_server_state(service, only=_new_servers(service, states))
     _apply_frontends(service, old, new, result)
+    # Watches of unchanged prefixes go on from their revision.
+    service.etcd.apply(new)
+    # Names still watched give their records to the servers built afresh.
+    service.dns.apply(new)
     _retire_later(service, new.global_settings.hard_stop_after)
     workers = service.workers
     if workers is not None:
@@ -238,10 +251,24 @@ def _apply_backends(
             prepare = None if state is None else partial(prepare_health, state)
             health = monitor.watch(backend, server, prepare)
             if state is not None:
-                apply_server(state, server, health)
+                added = (backend.name, server.name) in service.added_servers
+                apply_server(state, server, health, added)
             if server.address is None and service.running:
                 service.resolve_server(backend, server)
         backend.queue.serve()
+
+
+def _new_servers(service: IBalancerRuntime, states: Dict[Any, ServerState]) -> List[Any]:
+    """
+    The C{(backend, server)} of the running servers that had no state
+    before the reload.
+    """
+    return [
+        (backend.name, server.name)
+        for backend in service.backends.values()
+        for server in backend.servers
+        if (backend.name, server.name) not in states
+    ]
 
 
 def _carry_backend(

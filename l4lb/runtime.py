@@ -16,6 +16,7 @@ from typing import Any, List, Optional
 from l4lb.health.actions import marking
 from l4lb.health.server import shutdown_sessions
 from l4lb.pool import Server
+from l4lb.runtime_servers import AddedServer, add_server, remove_server, set_server_address
 
 __all__ = ["RuntimeControls", "clear_counters"]
 
@@ -32,6 +33,7 @@ class RuntimeControls:
     monitor: Any
     workers: Any
     config_path: Any
+    added_servers: Any
 
     # -- servers and sessions ----------------------------------------------
 
@@ -85,6 +87,26 @@ class RuntimeControls:
         """
         with marking(server):
             server.set_admin(admin, cause)
+
+    def add_server(self, backend: str, name: str, line: str, enabled: bool = False) -> Server:
+        """
+        See L{l4lb.interfaces.IBalancerRuntime.add_server}.
+        """
+        return add_server(self, AddedServer(backend, name, line, enabled))
+
+    def remove_server(self, backend: str, name: str) -> None:
+        """
+        See L{l4lb.interfaces.IBalancerRuntime.remove_server}.
+        """
+        remove_server(self, backend, name)
+
+    def set_server_address(
+        self, server: Server, host: str, port: Optional[int] = None, cause: str = "runtime"
+    ) -> str:
+        """
+        See L{l4lb.interfaces.IBalancerRuntime.set_server_address}.
+        """
+        return set_server_address(self, server, host, port, cause)
 
     def set_health_checks(self, server: Server, enabled: bool) -> None:
         """

@@ -217,13 +217,17 @@ def capture_server(server: Server, health: Any = None) -> ServerState:
     )
 
 
-def apply_server(state: ServerState, server: Server, health: Any = None) -> None:
+def apply_server(state: ServerState, server: Server, health: Any = None, added: bool = False) -> None:
     """
     Give a freshly built C{server} (and its fresh L{ServerHealth
     <l4lb.health.server.ServerHealth>}, or C{None}) the runtime state it
     had: runtime settings where the file did not change them, the health
     and check history where its checks are still made the same way, and
     its counters.
+
+    @param added: Whether C{server} was added at run time: it has no
+        address in the file, so the one it had (C{set server ... addr})
+        stays.
     """
     spec = server.spec
     backend = server.backend
@@ -236,6 +240,15 @@ def apply_server(state: ServerState, server: Server, health: Any = None) -> None
     ):
         # The same host name, resolved before: no need to wait for it.
         server.address = state.srv_addr
+    elif added and state.srv_addr is not None:
+        balancer = backend.balancer
+        eligible = server.eligible
+        if eligible:
+            balancer.server_down(server)
+        server.address, server.port = state.srv_addr, state.srv_port
+        if eligible:
+            # Back under its address's hash key.
+            balancer.server_up(server)
     if state.srv_iweight == spec.weight and state.srv_uweight != server.user_weight:
         server.set_weight(state.srv_uweight)
     if state.imaxconn == spec.maxconn and state.user_maxconn != server.user_maxconn:

@@ -24,14 +24,18 @@ from zope.interface import implementer
 from l4lb.balancers import find_factory
 from l4lb.admin.cap import CappedFactory, caps_in_effect, own_listeners
 from l4lb.config.model import Config, GlobalSettings
+from l4lb.etcd import EtcdProviders
 from l4lb.fdlimit import traffic_maxconn
 from l4lb.health.monitor import DEFAULT_BUILDERS, HealthMonitor
 from l4lb.health.warmup import SlowStart
 from l4lb.interfaces import IBalancerRuntime
 from l4lb.logs import open_sink
 from l4lb.pool import BackendState
+from l4lb.readiness import READY, STOPPING
 from l4lb.protect.ratelimit import SessionRate
 from l4lb.runtime import RuntimeControls
+from l4lb.runtime_servers import added_specs
+from l4lb.statefile import load_server_state
 from l4lb.tcp import lean
 from l4lb.tcp.accept import accept_directly
 from l4lb.tcp.backlog import effective_backlog, with_backlog
@@ -114,6 +118,9 @@ class BalancerService(RuntimeControls, MultiService):
         traffic's C{maxconn} leaves (L{l4lb.fdlimit.own_listener_caps}).
     @ivar retired: The servers a reload removed that still have
         connections (L{l4lb.reload}).
+    @ivar added_servers: The definitions of the servers added at run time
+        (L{l4lb.runtime_servers.AddedServer}) by C{(backend, server)}, in
+        the order they were added; each backend built includes its own.
     @ivar config_path: The file a reload reads (by default the
         configuration's C{source}).
     @ivar workers: With C{nbproc} above 1, the L{l4lb.workers.WorkerPool}
@@ -126,6 +133,10 @@ class BalancerService(RuntimeControls, MultiService):
         of the trends the HTML page draws (a child service); else C{None}.
     @ivar started: When the service was made (clock time): the uptime's
         start.
+    @ivar etcd: The L{l4lb.etcd.EtcdProviders} watching the prefixes of the
+        backends with C{servers-from}, a child service.
+    @ivar dns: The L{l4lb.dns.DnsDiscovery} resolving the servers with
+        C{resolvers} and the C{server-template} slots, a child service.
     """
 
     def __init__(self, config: Config, reactor: Any, sink: Optional[Any] = None) -> None:
@@ -144,6 +155,7 @@ class BalancerService(RuntimeControls, MultiService):
         self.limiter = ConnectionLimiter(maxconn)
         set_pipe_limit(maxconn, config.global_settings.maxpipes)
         self.slowstart: Optional[SlowStart] = self._slowstart(reactor)
+        self.added_servers: Dict[Any, Any] = {}
         self.backends: Dict[str, BackendState] = {
             b.name: self.build_backend(b) for b in config.backends
         }
@@ -167,6 +179,15 @@ class BalancerService(RuntimeControls, MultiService):
             spread_checks=config.global_settings.spread_checks,
         )
         self.monitor.setServiceParent(self)
+        # Backends with 'servers-from': their servers come and go as etcd says.
+        self.etcd = EtcdProviders(self, reactor)
+        self.etcd.setServiceParent(self)
+        from l4lb.dns import DnsDiscovery
+
+        # Servers with 'resolvers' and server-template slots follow DNS.
+        self.dns = DnsDiscovery(self, reactor)
+        self.dns.setServiceParent(self)
+        self.instance_state = READY
         self.workers: Any = None
         if config.global_settings.nbproc > 1:
             from l4lb.workers.pool import WorkerPool
@@ -175,6 +196,15 @@ class BalancerService(RuntimeControls, MultiService):
             # checks and reports (l4lb.workers).
             self.workers = WorkerPool(self, config.global_settings.nbproc, reactor)
             self.workers.setServiceParent(self)
+        self._read_server_state()
+
+    def _read_server_state(self) -> None:
+        """
+        Give the servers the state (and make again the servers added at run
+        time) that an earlier process wrote to the server-state file
+        (L{l4lb.statefile}).
+        """
+        load_server_state(self)
 
     def privilegedStartService(self) -> None:
         """
@@ -282,7 +312,9 @@ class BalancerService(RuntimeControls, MultiService):
         """
         Make the runtime state of one backend (at start and on reload).
         """
-        backend = BackendState(spec, find_factory(spec.balance))
+        backend = BackendState(
+            spec, find_factory(spec.balance), added_specs(self.added_servers, spec)
+        )
         seconds = self.reactor.seconds
 
         def note_downtime(_: Any) -> None:
@@ -438,6 +470,9 @@ class BalancerService(RuntimeControls, MultiService):
         """
         from l4lb.config.resolve import resolve_host
 
+        if self.dns.claims(backend.name, server.name):
+            # Its resolvers give its address (init-addr decides the first).
+            return succeed(None)
         d = resolve_host(self.reactor.nameResolver, server.spec.host, server.port)
 
         def resolved(address: Optional[str]) -> None:
@@ -472,12 +507,34 @@ class BalancerService(RuntimeControls, MultiService):
 
     def stopService(self) -> "Deferred[Any]":
         """
-        Stop listening and checking at once, then let established
-        connections finish for up to C{hard-stop-after} seconds; those
-        still open then are closed (logged C{KD}).  The returned
+        After C{grace} seconds of not being ready (L{l4lb.readiness};
+        at once without C{grace}), stop listening and checking, then let
+        established connections finish for up to C{hard-stop-after}
+        seconds; those still open then are closed (logged C{KD}).  The returned
         L{Deferred} fires once no connection is left (or shortly after the
         forced close), so that twistd exits only then.
         """
+        grace = self.config.global_settings.grace
+        if grace <= 0 or self.instance_state == STOPPING:
+            return self._stop_now()
+        # Routers read /ready: tell them first, keep serving meanwhile, and
+        # close the listeners only once they have had time to withdraw the
+        # route.
+        self.instance_state = STOPPING
+        _log.info(
+            "Stopping: not ready for {grace}s (grace) before closing the listeners.",
+            grace=grace,
+        )
+        waited: Deferred[None] = Deferred()
+        self.reactor.callLater(grace, waited.callback, None)
+        return waited.addCallback(lambda _: self._stop_now())
+
+    def _stop_now(self) -> "Deferred[Any]":
+        """
+        Close the listeners and stop the checks, then drain (see
+        L{stopService}).
+        """
+        self.instance_state = STOPPING
         children = super().stopService()
         for udp in self.udp_frontends.values():
             udp.stop()

@@ -34,7 +34,8 @@ class Options(usage.Options):
 
     synopsis = "[--config FILE] [--check]"
     longdesc = (
-        "Run the load balancer described by an lb.ini file.  With --check,"
+        "Run the load balancer described by an lb.ini file, or by HAProxy's"
+        " haproxy.cfg (told apart by the content).  With --check,"
         " only validate the file (nothing is bound) and exit 0 when it is"
         " valid, 1 when it is not, 2 when it has no error but no listener."
     )

@@ -42,6 +42,10 @@ class StandInRuntime(RuntimeControls):
             ports={},
             port_factories={},
             own_caps={},
+            instance_state="ready",
+            etcd=None,
+            dns=None,
+            added_servers={},
         )
         values.update(attributes)
         self.__dict__.update(values)

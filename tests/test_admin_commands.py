@@ -111,6 +111,24 @@ def test_bad_command_is_one_line_and_changes_nothing(line: str) -> None:
     assert relay.gate.maxconn == 0
 
 
+def test_set_and_get_weight() -> None:
+    """
+    HAProxy's C{set weight B/S W} changes a weight as C{set server B/S
+    weight W} does, and C{get weight B/S} answers HAProxy's
+    C{CURRENT (initial CONFIGURED)}; unknown names get the usual errors.
+    """
+    relay, commands = make()
+    assert commands.run("set weight be/s2 40") == ""
+    assert relay.backend.server("s2").weight == 40
+    assert commands.run("get weight be/s2") == "40 (initial 1)\n"
+    with pytest.raises(CommandError, match="^Absolute weight can only be between 0 and 256"):
+        commands.run("set weight be/s2 300")
+    with pytest.raises(CommandError, match="^No such server"):
+        commands.run("get weight be/nope")
+    with pytest.raises(CommandError, match="^No such backend"):
+        commands.run("set weight nope/s1 3")
+
+
 def test_weight_absolute_and_percent() -> None:
     """
     C{set server ... weight} takes an absolute weight or a percentage of the

@@ -101,9 +101,11 @@ def test_rows_fill_rate_smax_and_warnings() -> None:
     assert rows["FRONTEND"]["smax"] == "2"
     assert (rows["BACKEND"]["rate"], rows["BACKEND"]["smax"]) == ("2", "2")
     # The first was refused by s1 and redispatched to s2; both are on s2.
-    assert (rows["s1"]["wretr"], rows["s1"]["wredis"], rows["s1"]["econ"]) == ("1", "1", "1")
+    # As in HAProxy, a redispatched retry is no wretr, and a connection
+    # that was connected in the end is no econ.
+    assert (rows["s1"]["wretr"], rows["s1"]["wredis"], rows["s1"]["econ"]) == ("0", "1", "0")
     assert (rows["s2"]["wretr"], rows["s2"]["wredis"]) == ("0", "0")
-    assert (rows["BACKEND"]["wretr"], rows["BACKEND"]["wredis"]) == ("1", "1")
+    assert (rows["BACKEND"]["wretr"], rows["BACKEND"]["wredis"]) == ("0", "1")
     assert (rows["s1"]["rate"], rows["s1"]["smax"]) == ("1", "1")
     assert (rows["s2"]["rate"], rows["s2"]["smax"]) == ("2", "2")
     assert server is not None

@@ -42,3 +42,23 @@ def test_backend_row_shows_downtime_and_a_reload_keeps_it() -> None:
     reload_text(service, BASE.replace("127.0.10.2:80", "127.0.10.2:80 weight 2"))
     reactor.advance(5)
     assert backend_row(service.backends["be"], 1, 1, reactor.seconds())["downtime"] == "30"
+
+
+def test_backend_row_counts_its_down_transitions() -> None:
+    """
+    The BACKEND row's C{chkdown} says how often the backend was left with
+    no usable server, as HAProxy's does: 0 at start, 1 after both servers
+    went into maintenance, 2 after a second such spell; a reload keeps it.
+    """
+    service, reactor = start()
+    backend = service.backends["be"]
+    assert backend_row(backend, 1, 1, reactor.seconds())["chkdown"] == "0"
+    for spell in (1, 2):
+        for server in backend.servers:
+            server.set_admin("maint")
+        reactor.advance(5)
+        for server in backend.servers:
+            server.set_admin("ready")
+        assert backend_row(backend, 1, 1, reactor.seconds())["chkdown"] == str(spell)
+    reload_text(service, BASE.replace("127.0.10.2:80", "127.0.10.2:80 weight 2"))
+    assert backend_row(service.backends["be"], 1, 1, reactor.seconds())["chkdown"] == "2"

@@ -95,7 +95,9 @@ def test_every_option_word_is_accepted_and_recorded(tmp_path: Path) -> None:
         f" on-marked-up shutdown-backup-sessions id 7 ca-file {pki.ca} crt {pki.server}"
         " sni app.example verify required hash-key addr-port"
         " check-send-proxy no-send-proxy-v2 no-send-proxy no-ssl no-check-ssl ssl"
-        " verifyhost app.example\n"
+        " verifyhost app.example resolvers dns resolve-prefer ipv4"
+        " resolve-net 127.0.0.0/8 resolve-opts allow-dup-ip init-addr last,none\n"
+        "[resolvers dns]\nnameserver ns1 = 127.0.0.1:53\n"
     )
     (server,) = servers(line)
     words = [word for word, _ in server.options]

@@ -80,7 +80,8 @@ def test_waits_then_served_when_slot_frees() -> None:
     assert fields(line)[3] == "be/s1"
     assert fields(line)[4].startswith("2000/0/")
     assert fields(line)[6] == "CD"
-    assert fields(line)[8] == "0/0"
+    # The first in line logs its own position, as HAProxy does.
+    assert fields(line)[8] == "0/1"
 
 
 def test_served_in_order() -> None:
@@ -99,12 +100,16 @@ def test_served_in_order() -> None:
         leg, _ = relay.complete()
     assert order == [c.session for c in waiting]
     finish(first, leg)
-    assert [fields(line)[8] for line in relay.sink.lines] == ["0/0", "0/0", "0/1", "0/2"]
-    assert [c.session.queue_passed for c in waiting] == [0, 1, 2]
+    # As in HAProxy, a connection that went through the queue counts its
+    # own position: the first in line logs 1.
+    assert [fields(line)[8] for line in relay.sink.lines] == ["0/0", "0/1", "0/2", "0/3"]
+    assert [c.session.queue_passed for c in waiting] == [1, 2, 3]
 
 
 def test_queue_positions_passed() -> None:
-    """A connection that waited behind two others logs 2 in the backend queue field."""
+    """A connection that waited behind two others logs 3 in the backend
+    queue field: the two served before it and its own position, as
+    HAProxy counts."""
     relay = Relay(limited(("s1", 3, 0)))
     running = [(relay.accept()[0], relay.complete()[0]) for _ in range(3)]
     waiting = [relay.accept()[0] for _ in range(3)]
@@ -112,7 +117,7 @@ def test_queue_positions_passed() -> None:
         finish(client, leg)
     third = waiting[2]
     assert third.session.state == "connecting"
-    assert third.session.queue_passed == 2
+    assert third.session.queue_passed == 3
 
 
 def test_new_connection_goes_behind_waiting_ones() -> None:
@@ -152,6 +157,8 @@ def test_queue_timeout(client: float, waited: float, code: str) -> None:
     assert fields(line)[3] == "be/<NOSRV>"
     assert fields(line)[4] == f"{ms}/-1/{ms}"
     assert fields(line)[6] == code
+    # It went through the queue first in line: HAProxy logs 0/1.
+    assert fields(line)[8] == "0/1"
     assert relay.backend.queue.current == 0
 
 

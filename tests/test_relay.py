@@ -151,6 +151,29 @@ def test_refused_then_redispatched_on_last_retry() -> None:
     assert " be/s2 " in line and fields(line)[7].endswith("/+2")
 
 
+def test_error_and_retry_counters_as_haproxy() -> None:
+    """A connection refused three times counts one connection error (econ)
+    and two retries (wretr) on its server; one refused once and then
+    redispatched counts a redispatch (wredis) only, no error nor retry."""
+    relay = Relay(backend_servers=servers(("s1", 1)), retries=2, redispatch=0)
+    client, _ = relay.accept()
+    for _ in range(3):
+        relay.fail(error.ConnectionRefusedError())
+        relay.reactor.advance(1.0)
+    client.connectionLost(DONE)
+    s1 = relay.backend.servers[0]
+    assert (s1.failed_connects, s1.retries, s1.redispatches) == (1, 2, 0)
+    assert fields(relay.sink.lines[0])[6] == "SC"
+
+    relay = Relay(retries=1, redispatch=-1)
+    relay.accept()
+    relay.fail(error.ConnectionRefusedError())
+    assert relay.attempts()[-1] == ("127.0.10.2", 80)
+    s1, s2 = relay.backend.servers
+    assert (s1.failed_connects, s1.retries, s1.redispatches) == (0, 0, 1)
+    assert (relay.backend.retries, relay.backend.redispatches) == (0, 1)
+
+
 def test_retry_pause_is_capped_by_connect_timeout() -> None:
     """The pause before retrying the same server is min(timeout connect, 1s)."""
     relay = Relay(timeouts=Timeouts(connect=0.2), redispatch=0)
@@ -160,6 +183,37 @@ def test_retry_pause_is_capped_by_connect_timeout() -> None:
     assert len(relay.attempts()) == 1
     relay.reactor.advance(0.01)
     assert len(relay.attempts()) == 2
+
+
+def test_retry_after_connect_timeout_is_immediate() -> None:
+    """After an attempt that timed out, the retry to the same server starts
+    at once (HAProxy pauses only after an attempt refused early), so that
+    C{retries 1} with C{timeout connect 300ms} ends after 600 ms, not 900."""
+    relay = Relay(timeouts=Timeouts(connect=0.3), retries=1, redispatch=0)
+    client, ct = relay.accept()
+    relay.reactor.advance(0.3)
+    assert len(relay.attempts()) == 2
+    relay.reactor.advance(0.3)
+    assert ct.aborted
+    client.connectionLost(DONE)
+    f = fields(relay.sink.lines[0])
+    assert f[6] == "sC" and f[4] == "0/-1/600"
+
+
+def test_log_counts_leave_out_the_logged_connection(data_path: str) -> None:
+    """With two connections open on one server, the first one's line counts
+    two in the process and the frontend but only the other one in the
+    backend and on the server (HAProxy's %ac/%fc/%bc/%sc)."""
+    relay = Relay(backend_servers=servers(("s1", 1)), path=data_path)
+    client, ct = relay.accept()
+    server, st = relay.complete()
+    wire = Wire(relay, client, ct, server, st)
+    relay.accept()
+    relay.complete()
+    wire.shut("client")
+    wire.shut("server")
+    wire.finish()
+    assert fields(relay.sink.lines[0])[7] == "2/2/1/1/0"
 
 
 def test_all_refused_logs_SC() -> None:
@@ -299,7 +353,9 @@ def test_log_line_layout(data_path: str) -> None:
     assert f[1].startswith("[") and f[1].endswith("]") and ":" in f[1]
     assert f[2:5] == ["fe", "be/s1", "0/3/5007"]
     assert f[5:7] == ["212", "--"]
-    assert f[7] == "1/1/1/1/0" and f[8] == "0/0"
+    # As HAProxy, the backend and server counts leave out the connection
+    # being logged; the process and frontend counts include it.
+    assert f[7] == "1/1/0/0/0" and f[8] == "0/0"
 
 
 def test_counters_return_to_zero(data_path: str) -> None:

@@ -47,7 +47,11 @@ server s1 = 127.0.10.1:80 check
 server s2 = 127.0.10.2:80
 [backend be2]
 balance = random(2)
+servers-from = etcd http://127.0.10.20:2379 /l4lb/be2/
 server t1 = 127.0.10.3:80
+server-template w = 2 _a._tcp.example.test resolvers dns
+[resolvers dns]
+nameserver ns1 = 127.0.10.30:53
 [backend dns]
 mode = udp
 udp-check send = hi
@@ -83,6 +87,9 @@ maxconn = 200
 maxpipes = 20
 spread-checks = 20
 hard-stop-after = 9s
+grace = 2s
+server-state-file = l4lb-alt.state
+server-state-base = /nonexistent-l4lb-state
 tune.relay = classic
 log = stderr
 nbproc = 2
@@ -103,6 +110,8 @@ timeout udp = 12s
 balance = source
 hash-type = consistent
 hash-balance-factor = 150
+load-server-state-from-file = local
+server-state-file-name = be-alt.state
 retries = 1
 option redispatch = 1
 option allbackups = true
@@ -117,7 +126,21 @@ server s1 = 127.0.10.11:81 """
 server s9 = 127.0.10.2:80 check ssl verify none sni str(db.example) verifyhost db.example check-ssl
 [backend be2]
 balance = random(5)
+servers-from = etcd http://127.0.10.21:2379,http://127.0.10.22:2379 /l4lb/other/
 server t1 = 127.0.10.3:80
+server-template w = 1-3 _b._tcp.example.test:8080 resolvers dns resolve-prefer ipv4
+[resolvers dns]
+nameserver ns1 = tcp@127.0.10.31:5353
+accepted_payload_size = 1024
+resolve_retries = 2
+timeout resolve = 2s
+timeout retry = 2s
+hold valid = 5s
+hold obsolete = 6s
+hold nx = 7s
+hold refused = 8s
+hold timeout = 9s
+hold other = 10s
 [backend dns]
 mode = udp
 udp-responses = 1
@@ -177,6 +200,7 @@ NOT_WALKED: Dict[Tuple[str, str], str] = {
     ("BindSpec", "crt"): "needs a certificate file; TLS binds are tested in the TLS tests",
     ("ServerSpec", "ca_file"): "needs a CA file; read when the file is loaded",
     ("ServerSpec", "crt"): "needs a certificate file; read when the file is loaded",
+    ("ServersFrom", "provider"): "etcd is the only store servers-from reads",
 }
 
 #: Classes the coverage test requires: every attrs class of the model.

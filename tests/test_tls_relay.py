@@ -126,15 +126,16 @@ def test_verified_server_connects_after_the_handshake(pki: Pki) -> None:
 
 
 def test_wrong_name_is_a_failed_connect_and_redispatched(pki: Pki) -> None:
-    """A certificate for another name fails verification: the attempt is
-    counted as a failed connect of that server and the retry goes to the
-    other server, which serves the client."""
+    """A certificate for another name fails verification: the retry goes
+    to the other server, which serves the client; the first server counts
+    a redispatch, not a connection error (as HAProxy's econ, which counts
+    only connections that could not be connected at all)."""
     relay = tls_relay(pki, retries=1, redispatch=-1)
     client, ct = relay.accept()
     pump, server, leg = answer(relay, pki.wrong)
     settle(pump, relay)
     s1, s2 = relay.backend.servers
-    assert s1.failed_connects == 1
+    assert (s1.failed_connects, s1.redispatches) == (0, 1)
     assert len(relay.reactor.tcpClients) == 2
     assert relay.reactor.tcpClients[-1][0] == "127.0.10.2"
     pump, server, leg = answer(relay, pki.server)
@@ -153,7 +154,8 @@ def test_untrusted_ca_fails_and_ends_with_SC(pki: Pki) -> None:
     for _ in range(2):
         pump, server, leg = answer(relay, pki.stranger)
         settle(pump, relay)
-    assert sum(s.failed_connects for s in relay.backend.servers) == 2
+    # One connection that could not be connected: one error.
+    assert sum(s.failed_connects for s in relay.backend.servers) == 1
     assert ct.aborted
     client.connectionLost(Exception("gone"))  # type: ignore[arg-type]
     assert " SC " in relay.sink.lines[-1]
@@ -171,7 +173,7 @@ def test_connect_timeout_covers_the_handshake(pki: Pki) -> None:
     protocol.makeConnection(leg_transport)
     assert session(relay).state == "connecting"
     relay.reactor.advance(2.0)
-    assert relay.backend.servers[0].failed_connects == 1
+    assert relay.backend.servers[0].redispatches == 1
     assert leg_transport.disconnecting
     assert relay.reactor.tcpClients[-1][0] == "127.0.10.2"
 

@@ -12,13 +12,19 @@ import os
 import re
 from typing import Any, Callable, List, Tuple
 
+from twisted.logger import Logger
+
 import l4lb
+from l4lb.admin import servercmds
 from l4lb.admin.showstat import ShowError, show_info, show_stat
 from l4lb.admin.stats import stat_rows
 from l4lb.admin.tables import show_table
 from l4lb.interfaces import IBalancerRuntime
+from l4lb.readiness import SETTABLE, STOPPING, readiness
 from l4lb.runtime import clear_counters as _clear
+from l4lb.statefile import show_servers_state
 from l4lb.tcp import lean
+_log = Logger(namespace="l4lb")
 
 HELP = """\
 The following commands are valid at this level:
@@ -31,6 +37,11 @@ The following commands are valid at this level:
   show table [FRONTEND]                   : stick tables (one: with its entries)
   set server B/S state ready|drain|maint  : change a server's admin state
   set server B/S weight W[%]              : change a server's weight
+  set weight B/S W[%]                     : same as 'set server B/S weight W[%]'
+  get weight B/S                          : a server's weight and its configured weight
+  set server B/S addr IP [port P]         : send a server's new connections elsewhere
+  add server B/S ADDR:PORT [options]      : add a server (in maintenance unless 'enabled')
+  del server B/S                          : delete a server in maintenance without connections
   enable server B/S                       : same as 'set server B/S state ready'
   disable server B/S                      : same as 'set server B/S state maint'
   enable health B/S                       : resume a server's health checks
@@ -39,7 +50,18 @@ The following commands are valid at this level:
   set maxconn frontend F N                : change a frontend's connection limit (0: none)
   clear counters                          : reset the cumulative counters
   reload                                  : re-read the configuration file and apply it
+  show ready                              : whether this instance asks for traffic, and why not
+  set instance state ready|drain          : drain the whole instance (not ready, still serving)
 """
+
+
+def _etcd_status(service: IBalancerRuntime) -> Tuple[int, int]:
+    """
+    How many C{servers-from} prefixes are watched, and how many of them
+    cannot reach etcd now.
+    """
+    etcd = service.etcd
+    return (0, 0) if etcd is None else etcd.status()
 
 
 def _started(session: Any) -> float:
@@ -81,6 +103,8 @@ class AdminCommands:
             (("show", "settings"), self._show_settings),
             (("show", "table"), self._show_table),
             (("set", "server"), self._set_server),
+            (("set", "weight"), self._set_weight),
+            (("get", "weight"), self._get_weight),
             (("enable", "server"), lambda a: self._admin(a, "ready", "enable server")),
             (("disable", "server"), lambda a: self._admin(a, "maint", "disable server")),
             (("enable", "health"), lambda a: self._health(a, True)),
@@ -89,6 +113,10 @@ class AdminCommands:
             (("set", "maxconn", "frontend"), self._set_maxconn),
             (("clear", "counters"), self._clear_counters),
             (("reload",), self._reload),
+            (("show", "ready"), self._show_ready),
+            (("add", "server"), lambda a: self._servers(servercmds.add_server, a)),
+            (("del", "server"), lambda a: self._servers(servercmds.del_server, a)),
+            (("set", "instance", "state"), self._set_instance_state),
         ]
 
     def run(self, line: str) -> str:
@@ -156,11 +184,37 @@ class AdminCommands:
             ("Frontends", str(len(self.service.frontends) + len(self.service.udp_frontends))),
             ("Backends", str(len(self.service.backends))),
             ("DroppedLogs", str(getattr(self.service.sink, "dropped", 0))),
+            # The prefixes of 'servers-from' watched, and those cut off.
+            ("EtcdWatches", str(_etcd_status(self.service)[0])),
+            ("EtcdUnreachable", str(_etcd_status(self.service)[1])),
+            ("Stopping", "1" if self.service.instance_state == STOPPING else "0"),
+            ("Ready", "1" if readiness(self.service).ready else "0"),
+            ("InstanceState", self.service.instance_state),
         ]
         try:
             return show_info(args, info)
         except ShowError as e:
             raise CommandError(str(e))
+
+    def _show_ready(self, args: List[str]) -> str:
+        if args:
+            raise CommandError("Usage: show ready.")
+        return readiness(self.service).text()
+
+    def _set_instance_state(self, args: List[str]) -> str:
+        if len(args) != 1 or args[0].lower() not in SETTABLE:
+            raise CommandError("Usage: set instance state ready|drain.")
+        if self.service.instance_state == STOPPING:
+            raise CommandError("The instance is stopping; its state cannot change.")
+        state = args[0].lower()
+        if state != self.service.instance_state:
+            self.service.instance_state = state
+            _log.warn(
+                "Instance set to {state} by stats socket command: {ready}",
+                state=state.upper(),
+                ready=readiness(self.service).text().strip(),
+            )
+        return ""
 
     def _show_stat(self, args: List[str]) -> str:
         try:
@@ -169,29 +223,18 @@ class AdminCommands:
             raise CommandError(str(e))
 
     def _show_servers_state(self, args: List[str]) -> str:
-        backends = list(self.service.backends.values())
-        if args:
-            backends = [b for b in backends if b.name == args[0]]
-            if not backends:
-                raise CommandError(f"No such backend '{args[0]}'.")
-        now = self.clock.seconds()
-        lines = [
-            "1",
-            "# be_id be_name srv_id srv_name srv_addr srv_op_state srv_admin_state"
-            " srv_uweight srv_iweight srv_time_since_last_change srv_check_status"
-            " srv_port",
-        ]
-        ids = {b.name: i for i, b in enumerate(self.service.backends.values(), start=1)}
-        for backend in backends:
-            for sid, server in enumerate(backend.servers, start=1):
-                since = int(now - server.last_change) if server.last_change else 0
-                lines.append(
-                    f"{ids[backend.name]} {backend.name} {sid} {server.name}"
-                    f" {server.address or server.spec.host} {2 if server.up else 0}"
-                    f" {_ADMIN_CODES[server.admin]} {server.user_weight} {server.spec.weight}"
-                    f" {since} {server.check_status or '-'} {server.port}"
-                )
-        return "\n".join(lines) + "\n"
+        if len(args) > 1:
+            raise CommandError("Usage: show servers state [BACKEND].")
+        try:
+            return show_servers_state(self.service, self.clock.seconds(), args[0] if args else None)
+        except KeyError:
+            raise CommandError("Can't find backend.")
+
+    def _servers(self, command: Callable[[IBalancerRuntime, List[str]], str], args: List[str]) -> str:
+        try:
+            return command(self.service, args)
+        except servercmds.ServerCommandError as e:
+            raise CommandError(str(e))
 
     def _show_settings(self, args: List[str]) -> str:
         from l4lb.describe import describe
@@ -232,8 +275,13 @@ class AdminCommands:
     # -- changes -----------------------------------------------------------
 
     def _set_server(self, args: List[str]) -> str:
-        usage = "set server B/S state ready|drain|maint, or set server B/S weight W[%]"
+        usage = (
+            "set server B/S state ready|drain|maint, set server B/S weight W[%],"
+            " or set server B/S addr IP [port PORT]"
+        )
         server = self._server(args, usage)
+        if len(args) >= 2 and args[1].lower() == "addr":
+            return self._servers(lambda service, a: servercmds.set_server_addr(service, server, a), args)
         if len(args) != 3:
             raise CommandError(f"Usage: {usage}.")
         what, value = args[1].lower(), args[2]
@@ -247,6 +295,20 @@ class AdminCommands:
             server.set_weight(_parse_weight(value, server.spec.weight))
             return ""
         raise CommandError(f"Unknown server setting '{args[1]}'; allowed: state, weight.")
+
+    def _set_weight(self, args: List[str]) -> str:
+        # HAProxy's older spelling of 'set server B/S weight W'.
+        server = self._server(args, "set weight B/S W[%]")
+        if len(args) != 2:
+            raise CommandError("Require <weight> or <weight%>.")
+        server.set_weight(_parse_weight(args[1], server.spec.weight))
+        return ""
+
+    def _get_weight(self, args: List[str]) -> str:
+        server = self._server(args, "get weight B/S")
+        if len(args) != 1:
+            raise CommandError("Usage: get weight B/S.")
+        return f"{server.user_weight} (initial {server.spec.weight})\n"
 
     def _admin(self, args: List[str], state: str, name: str) -> str:
         server = self._server(args, f"{name} B/S")

@@ -105,6 +105,7 @@ _MAINT_CAUSES = {
     "config": "disabled in the configuration",
     "runtime": "set at run time",
     "agent": "set by the agent check",
+    "resolvers": "no address from DNS",
 }
 
 

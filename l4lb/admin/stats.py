@@ -236,6 +236,7 @@ def backend_row(backend: Any, iid: int, pid: int, now: float) -> Row:
         "act": str(sum(1 for s in usable if not s.spec.backup)),
         "bck": str(sum(1 for s in usable if s.spec.backup)),
         "lastchg": str(max(0, int(now - last))) if last else "0",
+        "chkdown": str(backend.downtime.spells),
         "downtime": str(int(backend.downtime.seconds(now))),
         "pid": str(pid),
         "iid": str(iid),

@@ -264,9 +264,14 @@ _INFO_TAGS = {
     "Maxpipes": (23, "CLP:u32"),
     "PipesUsed": (24, "MGP:u32"),
     "PipesFree": (25, "MGP:u32"),
+    "Stopping": (52, "MGP:u32"),
     "DroppedLogs": (58, "MGP:u32"),
     "Frontends": (100, "CGS:u32"),
     "Backends": (101, "CGS:u32"),
+    "EtcdWatches": (110, "CGS:u32"),
+    "EtcdUnreachable": (111, "MGP:u32"),
+    "Ready": (102, "SGP:u32"),
+    "InstanceState": (103, "SOP:str"),
 }
 
 

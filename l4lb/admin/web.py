@@ -1,6 +1,7 @@
 """
 The statistics web pages (C{stats bind}): C{/} the HTML page, C{/;csv} and
-C{/stats.csv} the CSV, C{/stats.json}, and C{/metrics} for Prometheus.
+C{/stats.csv} the CSV, C{/stats.json}, C{/metrics} for Prometheus, and
+C{/ready} for routing daemons (without credentials).
 Every page only reads: the pages answer C{GET} and C{HEAD}, nothing else.
 An idle connection is closed after C{stats timeout}; L{l4lb.service} caps
 how many are served at once (L{l4lb.admin.cap}).
@@ -26,6 +27,7 @@ from l4lb.admin.render import stat_csv, stat_json
 from l4lb.admin.stats import stat_rows
 from l4lb.admin.summary import read_summary
 from l4lb.interfaces import IBalancerRuntime
+from l4lb.readiness import readiness
 
 
 class _Text(Resource):
@@ -79,6 +81,31 @@ class _Metrics(Resource):
         return generate_latest(self.registry)
 
 
+class _Ready(Resource):
+    """
+    C{/ready}: C{200 ready} when the instance asks for traffic, C{503 not
+    ready: REASON} otherwise (L{l4lb.readiness}).  Routing daemons poll it
+    without credentials, like HAProxy's C{monitor-uri}: it tells nothing
+    but readiness.
+    """
+
+    isLeaf = True
+
+    def __init__(self, service: IBalancerRuntime) -> None:
+        super().__init__()
+        self.service = service
+
+    def render_GET(self, request: Request) -> bytes:
+        """
+        Answer with the readiness now, never cached.
+        """
+        answer = readiness(self.service)
+        request.setResponseCode(200 if answer.ready else 503)
+        request.setHeader(b"content-type", b"text/plain; charset=utf-8")
+        request.setHeader(b"cache-control", b"no-store")
+        return answer.text().encode("utf-8")
+
+
 class StatsRoot(Resource):
     """
     The root of the statistics pages, optionally behind basic
@@ -109,6 +136,7 @@ class StatsRoot(Resource):
             summary = read_summary(service, now, self.started, current)
             return stat_html(current, summary, history)
 
+        self.ready = _Ready(service)
         self.page = _Text(b"text/html; charset=utf-8", page, CONTENT_SECURITY_POLICY)
         csv_page = _Text(b"text/plain; charset=utf-8", lambda: stat_csv(rows()))
         self.children = {
@@ -123,6 +151,8 @@ class StatsRoot(Resource):
         """
         The child page, or the 401 page when the credentials are wrong.
         """
+        if path == b"ready" and not request.postpath:
+            return self.ready
         if not self.authorized(request):
             return _Unauthorized()
         return super().getChildWithDefault(path, request)

@@ -26,7 +26,7 @@ servers' hash keys, never from their order in the file.
 
 from __future__ import annotations
 
-from typing import Container, List, Optional, Sequence, Tuple
+from typing import Any, Container, List, Optional, Sequence, Tuple
 
 from l4lb.balancers.base import BalancerBase, backend_setting, no_arguments
 from l4lb.balancers.hashing import client_hash, server_hash_key
@@ -82,9 +82,13 @@ class Source(BalancerBase):
         self.dynamic_weights = hash_type == CONSISTENT
         self.balance_factor = balance_factor if hash_type == CONSISTENT else 0
         self._tiers = (self._active, self._backups)
+        # The servers of the file set the ring's scale, so that a server
+        # added or removed at run time (its backend's balancer is built
+        # again) moves only its own keys.
+        configured = backend_setting(self.servers, "servers", None)
         self._rings = tuple(
-            HashRing(points_per_weight(sum(s.spec.weight for s in tier)))
-            for tier in self._tiers
+            HashRing(points_per_weight(_scale(tier, configured, backup)))
+            for backup, tier in enumerate(self._tiers)
         )
         self._tables: List[List[Server]] = [[], []]
         self._keys = {s: server_hash_key(s) for s in self.servers}
@@ -217,3 +221,22 @@ class Source(BalancerBase):
         Uncount the connection from its tier's load.
         """
         self._load[self._tier_of(server)] -= 1
+
+
+#: The weight a ring is scaled for when its backend's file defines no
+#: server of its tier (every one added at run time).
+DEFAULT_SCALE_WEIGHT = 16
+
+
+def _scale(tier: Sequence[Server], configured: Optional[Sequence[Any]], backup: int) -> int:
+    """
+    The total weight a tier's ring is scaled for: that of the tier's
+    servers written in the configuration file (C{configured}, the
+    backend's server specifications), or of all of C{tier} without a
+    backend; L{DEFAULT_SCALE_WEIGHT} when there are none.
+    """
+    if configured is None:
+        total = sum(s.spec.weight for s in tier)
+    else:
+        total = sum(spec.weight for spec in configured if bool(spec.backup) == bool(backup))
+    return total or DEFAULT_SCALE_WEIGHT

@@ -63,6 +63,9 @@ SYNTAX = {
     "udp-check dns": "NAME [TYPE]",
     "retries": "an integer >= 0",
     "server": "ADDRESS:PORT [options]",
+    "server-template": "COUNT|LOW-HIGH FQDN[:PORT] [options]",
+    "nameserver": "IP:PORT or tcp@IP:PORT",
+    "servers-from": "etcd URL[,URL...] PREFIX",
     "spread-checks": "an integer from 0 to 50",
     "tune.relay": "lean or classic",
     "tcp-check": "rules, one per line, such as: connect, send PING\\r\\n, expect string +PONG",
@@ -104,6 +107,8 @@ class Section:
     settings: Dict[str, Setting] = attr.Factory(dict)
     binds: List[BindSpec] = attr.Factory(list)
     servers: List[Tuple[str, RawEntry]] = attr.Factory(list)
+    templates: List[Tuple[str, RawEntry]] = attr.Factory(list)
+    nameservers: List[Tuple[str, RawEntry]] = attr.Factory(list)
     default_server: List[Option] = attr.Factory(list)
     sni_routes: List[SniRoute] = attr.Factory(list)
     valid: bool = True
@@ -302,6 +307,12 @@ class SectionReader:
         if keyword == "server":
             assert key.name is not None
             section.servers.append((key.name, entry))
+        elif keyword == "server-template":
+            assert key.name is not None
+            section.templates.append((key.name, entry))
+        elif keyword == "nameserver":
+            assert key.name is not None
+            section.nameservers.append((key.name, entry))
         elif keyword == "use_backend":
             assert key.name is not None
             try:

@@ -15,12 +15,15 @@ from typing import Callable, Dict, FrozenSet, Optional, Tuple
 import attr
 
 from l4lb.config import logtarget
+from l4lb.config.dns import RESOLVERS, RESOLVERS_KEYS, RESOLVERS_VALUES
 from l4lb.config.errors import InvalidValue
+from l4lb.config.etcd import ETCD_KEYS, ETCD_VALUES
 from l4lb.config.model import LogTarget
 from l4lb.config.ops import OPS_GLOBAL_KEYS, OPS_VALUES
 from l4lb.config.protect import PROTECT_KEYS, PROTECT_VALUES
 from l4lb.config.proxy import PROXY_KEYS, PROXY_VALUES
 from l4lb.config.sni import SNI_KEYS, SNI_VALUES
+from l4lb.config.statefile import STATE_GLOBAL_KEYS, STATE_PROXY_KEYS, STATE_VALUES
 from l4lb.config.udp import UDP_CHECK_KEYS, UDP_VALUES
 from l4lb.config.units import (
     allowed_list,
@@ -44,6 +47,7 @@ SECTION_KINDS: Dict[str, bool] = {
     FRONTEND: True,
     GLOBAL: False,
     LISTEN: True,
+    RESOLVERS: True,
 }
 
 #: The most worker processes C{nbproc} may ask for.
@@ -89,14 +93,16 @@ _BACKEND_KEYS = (
     "option tcp-check",
     "retries",
     "server",
+    "server-template",
     "tcp-check",
-) + BACKEND_TIMEOUTS + UDP_BACKEND_KEYS
+) + BACKEND_TIMEOUTS + UDP_BACKEND_KEYS + ETCD_KEYS + STATE_PROXY_KEYS
 
 #: The keys allowed in each kind of section.
 KEYS: Dict[str, FrozenSet[str]] = {
     GLOBAL: frozenset(
         {"log", "maxconn", "maxpipes", "nbproc", "spread-checks", "tune.relay"}
         | set(OPS_GLOBAL_KEYS)
+        | set(STATE_GLOBAL_KEYS)
     ),
     DEFAULTS: frozenset(
         {
@@ -124,19 +130,26 @@ KEYS: Dict[str, FrozenSet[str]] = {
         | set(UDP_BACKEND_KEYS)
         | set(SNI_KEYS)
         | set(PROXY_KEYS)
+        | set(STATE_PROXY_KEYS)
     ),
     FRONTEND: frozenset(_FRONTEND_KEYS),
     BACKEND: frozenset(_BACKEND_KEYS),
     LISTEN: frozenset(set(_FRONTEND_KEYS) | set(_BACKEND_KEYS)) - {"default_backend"},
+    RESOLVERS: frozenset({"nameserver"} | set(RESOLVERS_KEYS)),
 }
 
 #: Every keyword of every section.
 ALL_KEYS: FrozenSet[str] = frozenset().union(*KEYS.values())
 
-_TWO_WORD = ("timeout", "option", "udp-check", "stats", "tcp-request", "rate-limit")
-_NAMED = ("server", "use_backend")
+_TWO_WORD = ("timeout", "option", "udp-check", "stats", "tcp-request", "rate-limit", "hold")
+_NAMED = ("server", "use_backend", "nameserver", "server-template")
 #: What follows the name of a named key, for messages.
-_NAMED_SYNTAX = {"server": "ADDRESS:PORT [options]", "use_backend": "sni HOST [HOST ...]"}
+_NAMED_SYNTAX = {
+    "server": "ADDRESS:PORT [options]",
+    "use_backend": "sni HOST [HOST ...]",
+    "nameserver": "IP:PORT",
+    "server-template": "COUNT|LOW-HIGH FQDN[:PORT] [options]",
+}
 
 
 def display_keys(keys: FrozenSet[str]) -> Tuple[str, ...]:
@@ -382,6 +395,9 @@ SIMPLE_VALUES.update(OPS_VALUES)
 SIMPLE_VALUES.update(SNI_VALUES)
 SIMPLE_VALUES.update(PROXY_VALUES)
 SIMPLE_VALUES.update(PROTECT_VALUES)
+SIMPLE_VALUES.update(ETCD_VALUES)
+SIMPLE_VALUES.update(RESOLVERS_VALUES)
+SIMPLE_VALUES.update(STATE_VALUES)
 
 #: Keys that may be written without a value (C{option tcplog}).
 BARE_VALUES: Dict[str, Callable[[Optional[str]], object]] = {
@@ -391,4 +407,5 @@ BARE_VALUES: Dict[str, Callable[[Optional[str]], object]] = {
     "option allbackups": parse_bool,
     "option tcp-check": parse_bool,
     "option log-health-checks": parse_bool,
+    "parse-resolv-conf": parse_bool,
 }

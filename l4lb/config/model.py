@@ -12,6 +12,7 @@ from typing import Optional, Tuple
 
 import attr
 
+from l4lb.config.dns import ResolversSpec, ServerTemplate
 from l4lb.protect.cidr import AddressSet
 
 
@@ -379,6 +380,22 @@ class UdpCheckSpec:
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
+class ServersFrom:
+    """
+    Where a backend takes servers beyond its C{server} lines
+    (C{servers-from}; L{l4lb.etcd}).
+
+    @ivar provider: The store: C{"etcd"}.
+    @ivar endpoints: The store's client URLs, tried in turn.
+    @ivar prefix: The key prefix watched; each key under it is a server.
+    """
+
+    provider: str
+    endpoints: Tuple[str, ...]
+    prefix: str
+
+
+@attr.s(frozen=True, slots=True, auto_attribs=True)
 class Backend:
     """
     A C{[backend NAME]} section (or the backend half of C{[listen NAME]}).
@@ -414,6 +431,18 @@ class Backend:
     @ivar tcp_check_rules: The C{tcp-check} rules, in order.
     @ivar log_health_checks: Log every change of a check's status, not only
         changes of a server's state (C{option log-health-checks}).
+    @ivar servers_from: The store its other servers come from
+        (C{servers-from}), or C{None}.
+    @ivar templates: Its C{server-template} lines
+        (L{l4lb.config.dns.ServerTemplate}); their slots are in
+        C{servers}.
+    @ivar load_server_state_from_file: Which server-state file gives its
+        servers their state at start and reload
+        (C{load-server-state-from-file}): C{"global"}, C{"local"} or
+        C{"none"}.
+    @ivar server_state_file_name: Its own server-state file with
+        C{local} (C{server-state-file-name}); C{None} is the backend's
+        name.
     """
 
     name: str
@@ -433,6 +462,10 @@ class Backend:
     tcp_check: bool = False
     tcp_check_rules: Tuple[TcpCheckRule, ...] = ()
     log_health_checks: bool = False
+    servers_from: Optional[ServersFrom] = None
+    templates: Tuple[ServerTemplate, ...] = ()
+    load_server_state_from_file: str = "none"
+    server_state_file_name: Optional[str] = None
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -493,6 +526,15 @@ class GlobalSettings:
     @ivar stats_maxconn: The most connections each of l4lb's own
         listeners (the runtime API, the statistics pages) serves at once,
         unless its own C{maxconn} option says otherwise (C{stats maxconn}).
+    @ivar grace: Seconds between SIGTERM and the closing of the listeners,
+        during which the instance keeps serving but is not ready
+        (C{grace}; L{l4lb.readiness}).
+    @ivar server_state_file: The server-state file that backends with
+        C{load-server-state-from-file = global} read at start and reload
+        (C{server-state-file}), or C{None}.
+    @ivar server_state_base: The directory relative server-state file
+        names are found in (C{server-state-base}), or C{None}: the
+        configuration file's directory.
     """
 
     maxconn: int = 0
@@ -507,6 +549,9 @@ class GlobalSettings:
     maxpipes: Optional[int] = None
     stats_timeout: float = 10.0
     stats_maxconn: int = 10
+    grace: float = 0.0
+    server_state_file: Optional[str] = None
+    server_state_base: Optional[str] = None
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)
@@ -552,12 +597,15 @@ class Config:
     @ivar frontends: Every frontend, in file order.
     @ivar backends: Every backend, in file order.
     @ivar source: The file it was read from, or C{"<memory>"}.
+    @ivar resolvers: The C{[resolvers]} sections
+        (L{l4lb.config.dns.ResolversSpec}), in file order.
     """
 
     global_settings: GlobalSettings = GlobalSettings()
     frontends: Tuple[Frontend, ...] = ()
     backends: Tuple[Backend, ...] = ()
     source: str = "<memory>"
+    resolvers: Tuple[ResolversSpec, ...] = ()
 
     def backend(self, name: str) -> Backend:
         """

@@ -2,7 +2,7 @@
 The operations keys of C{[global]}: C{stats socket = PATH [mode OCTAL]
 [level admin] [maxconn N]}, C{stats bind = [HOST]:PORT [maxconn N]},
 C{stats auth = USER:PASSWORD}, C{stats timeout = TIME},
-C{stats maxconn = N} and C{hard-stop-after = TIME}.
+C{stats maxconn = N}, C{hard-stop-after = TIME} and C{grace = TIME}.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from l4lb.config.units import parse_int, parse_time
 
 #: The operations keys of C{[global]}.
 OPS_GLOBAL_KEYS = (
+    "grace",
     "hard-stop-after",
     "stats auth",
     "stats bind",
@@ -153,4 +154,5 @@ OPS_VALUES: Dict[str, Callable[[str], object]] = {
     "stats timeout": parse_stats_timeout,
     "stats maxconn": lambda text: parse_int(text, 1),
     "hard-stop-after": parse_time,
+    "grace": parse_time,
 }

@@ -22,7 +22,9 @@ from typing import Any, List, Optional, Tuple
 import attr
 
 from l4lb.config._ini import decode_text
+from l4lb.config._resolvers import build_resolvers, build_templates, check_references
 from l4lb.config._sections import Section, SectionReader
+from l4lb.config.dns import RESOLVERS
 from l4lb.config.errors import ConfigError, InvalidValue, Problem, sort_problems
 from l4lb.config.keywords import BACKEND, DEFAULTS, FRONTEND, GLOBAL, LISTEN
 from l4lb.config.model import (
@@ -39,7 +41,7 @@ from l4lb.config.model import (
     UdpCheckSpec,
 )
 from l4lb.config.protect import protection_problems
-from l4lb.config.servers import parse_server
+from l4lb.config.servers import mode_problems, parse_server
 from l4lb.config.udp import UDP_CHECK_KEYS, build_udp_check, udp_bind
 from l4lb.config.units import allowed_list, nearest
 
@@ -68,6 +70,7 @@ class _Reader(SectionReader):
         frontends: List[Frontend] = []
         backends: List[Backend] = []
         global_settings = GlobalSettings()
+        resolvers = [build_resolvers(s, self.error) for s in sections if s.kind == RESOLVERS]
         for section in sections:
             if section.kind == GLOBAL:
                 global_settings = self._global(section)
@@ -79,6 +82,7 @@ class _Reader(SectionReader):
                 backends.append(self._backend(section, defaults))
             if section.kind in (FRONTEND, BACKEND, LISTEN):
                 self._missing_timeouts(section, defaults)
+        check_references(sections, backends, resolvers, self.error)
         self._check_modes(sections, defaults)
         self._check_sni_routes(sections, defaults)
         if global_settings.nbproc > 1:
@@ -88,6 +92,7 @@ class _Reader(SectionReader):
             frontends=tuple(frontends),
             backends=tuple(backends),
             source=self.source,
+            resolvers=tuple(resolvers),
         )
 
     @staticmethod
@@ -112,6 +117,9 @@ class _Reader(SectionReader):
             maxpipes=self._get(section, empty, "maxpipes", None),
             stats_timeout=self._get(section, empty, "stats timeout", 10.0),
             stats_maxconn=self._get(section, empty, "stats maxconn", 10),
+            grace=self._get(section, empty, "grace", 0.0),
+            server_state_file=self._get(section, empty, "server-state-file", None),
+            server_state_base=self._get(section, empty, "server-state-base", None),
         )
 
     def _timeouts(self, section: Section, defaults: Section) -> Timeouts:
@@ -271,7 +279,9 @@ class _Reader(SectionReader):
                 self.error(entry.line, section.header, entry.key, message)
             if server is not None:
                 servers.append(server)
-        if not section.servers:
+        templates, slots = build_templates(section, default_server, self.error)
+        servers.extend(slots)
+        if not section.servers and not section.templates and "servers-from" not in section.settings:
             self.warn(
                 section.line,
                 section.header,
@@ -294,16 +304,11 @@ class _Reader(SectionReader):
                 f"the rules are not used by backend {section.name!r} because"
                 " 'option tcp-check' is not set; add 'option tcp-check = true'",
             )
-        if get("mode", "tcp") == "udp":
-            for server in servers:
-                if server.send_proxy or server.check_send_proxy:
-                    self.error(
-                        server.line or section.line,
-                        section.header,
-                        f"server {server.name}",
-                        "the PROXY protocol is not sent to UDP servers; remove"
-                        " send-proxy, send-proxy-v2 and check-send-proxy",
-                    )
+        for server in servers:
+            for message in mode_problems(server, get("mode", "tcp")):
+                self.error(
+                    server.line or section.line, section.header, f"server {server.name}", message
+                )
         return Backend(
             name=section.name,
             servers=tuple(servers),
@@ -322,6 +327,10 @@ class _Reader(SectionReader):
             udp_responses=get("udp-responses", 0),
             udp_requests=get("udp-requests", 0),
             udp_check=self._udp_check(section, defaults),
+            load_server_state_from_file=get("load-server-state-from-file", "none"),
+            server_state_file_name=get("server-state-file-name", None),
+            servers_from=get("servers-from", None),
+            templates=templates,
         )
 
     def _udp_binds(self, section: Section, binds: Tuple[BindSpec, ...]) -> Tuple[BindSpec, ...]:
@@ -519,7 +528,8 @@ def parse_config(text: str, source: str = "<memory>") -> Config:
 
 def load_config_with_warnings(path: str) -> Tuple[Config, List[Problem]]:
     """
-    Read and parse an C{lb.ini} file.
+    Read and parse an C{lb.ini} file, or a C{haproxy.cfg}: the format is
+    told by the content (L{l4lb.config.haproxycfg.is_haproxy_format}).
 
     @return: The configuration and the warnings, in file order.
     @raise ConfigError: With every error, including a file that cannot be
@@ -536,6 +546,10 @@ def load_config_with_warnings(path: str) -> Tuple[Config, List[Problem]]:
     text, problems = decode_text(data, path)
     if problems:
         raise ConfigError(problems)
+    from l4lb.config.haproxycfg import is_haproxy_format, parse_haproxy_config_with_warnings
+
+    if is_haproxy_format(text):
+        return parse_haproxy_config_with_warnings(text, path)
     return parse_config_with_warnings(text, path)
 
 

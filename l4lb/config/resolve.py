@@ -26,7 +26,8 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from l4lb.config.errors import ConfigError, Problem
-from l4lb.config.model import Config
+from l4lb.config.dns import server_dns
+from l4lb.config.model import Config, ServerSpec
 from l4lb.config.units import is_ip_literal
 
 
@@ -68,6 +69,19 @@ def pick_address(addresses: List[IAddress]) -> Optional[str]:
             if isinstance(address, kind):
                 return address.host
     return None
+
+
+def libc_at_start(server: ServerSpec) -> bool:
+    """
+    Whether a server's host name must resolve through the system at
+    start: not when it follows C{resolvers} with an C{init-addr} that
+    falls back to C{none} or an IP address, or lacks C{libc}.
+    """
+    dns = server_dns(server.options)
+    if dns.resolvers is None:
+        return True
+    methods = dns.init_addr
+    return "libc" in methods and not any(m != "libc" and m != "last" for m in methods)
 
 
 def resolve_host(
@@ -112,8 +126,9 @@ def resolve_config(
     """
     hosts: Dict[str, int] = {}
     for backend in config.backends:
+        slots = {name for template in backend.templates for name in template.names}
         for server in backend.servers:
-            if server.address is None:
+            if server.address is None and server.name not in slots and libc_at_start(server):
                 hosts.setdefault(server.host, server.port)
     if not hosts:
         return succeed(config)
@@ -134,7 +149,7 @@ def resolve_config(
         for backend in config.backends:
             servers = []
             for server in backend.servers:
-                if server.address is None:
+                if server.address is None and server.host in hosts:
                     address = found.get(server.host)
                     if address is None:
                         reason = reasons.get(server.host, "no IPv4 or IPv6 address")
@@ -145,7 +160,13 @@ def resolve_config(
                                 f"backend {backend.name}",
                                 f"server {server.name}",
                                 f"cannot resolve host {server.host!r}: {reason};"
-                                " use a host name that resolves or an IP address",
+                                " use a host name that resolves or an IP address"
+                                + (
+                                    ", or add 'init-addr last,libc,none' to start it in"
+                                    " maintenance until its resolvers answer"
+                                    if server_dns(server.options).resolvers
+                                    else ""
+                                ),
                             )
                         )
                     server = attr.evolve(server, address=address)

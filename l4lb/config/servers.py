@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import attr
 
+from l4lb.config.dns import DNS_SERVER_OPTIONS
 from l4lb.config.errors import InvalidValue
 from l4lb.config.model import ServerSpec
 from l4lb.config.tls import check_server_tls
@@ -124,6 +125,10 @@ VALUE_OPTIONS: Dict[str, Callable[[str], object]] = {
     "verifyhost": lambda text: _tls_name(text, "verifyhost"),
     "weight": _int_range(0, 256),
 }
+
+# The DNS options (resolvers, resolve-prefer, init-addr, ...) are validated
+# here like the others and read by l4lb.config.dns.server_dns.
+VALUE_OPTIONS.update(DNS_SERVER_OPTIONS)
 
 #: Every option word, sorted.
 OPTION_WORDS = tuple(sorted(FLAGS + tuple(VALUE_OPTIONS)))
@@ -298,6 +303,19 @@ def apply_options(spec: ServerSpec, options: Sequence[Option]) -> ServerSpec:
         elif word in _VALUE_FIELDS and value is not None:
             changes[_VALUE_FIELDS[word]] = VALUE_OPTIONS[word](value)
     return attr.evolve(spec, options=tuple(options), **changes)
+
+
+def mode_problems(server: ServerSpec, mode: str) -> List[str]:
+    """
+    What a server line may not say in a backend of C{mode}: the PROXY
+    protocol is not sent to UDP servers.
+    """
+    if mode == "udp" and (server.send_proxy or server.check_send_proxy):
+        return [
+            "the PROXY protocol is not sent to UDP servers; remove"
+            " send-proxy, send-proxy-v2 and check-send-proxy"
+        ]
+    return []
 
 
 def parse_server(

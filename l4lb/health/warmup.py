@@ -130,6 +130,22 @@ class SlowStart:
             if warmup is not None:
                 warmup.stop()
 
+    def follow(self, server: Server) -> None:
+        """
+        Follow C{server}, added at run time to a watched backend, from its
+        current state on.
+        """
+        self._in_service[server] = _in_service(server)
+
+    def forget(self, server: Server) -> None:
+        """
+        Stop following C{server}, removed at run time, and end its warm-up.
+        """
+        self._in_service.pop(server, None)
+        warmup = self.warmups.pop(server, None)
+        if warmup is not None:
+            warmup.stop()
+
     def changed(self, server: Server) -> None:
         """
         A server of a watched backend changed (a backend listener).

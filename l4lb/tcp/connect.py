@@ -214,15 +214,15 @@ class Connecting(ClientFactory):
         self.server_closed = True
         server = self.server
         assert server is not None
-        server.failed_connects += 1
         if server.observer is not None:
             server.observer.connect_failed()
         if self.retries >= self.backend.spec.retries:
+            # As HAProxy's econ: one error per connection that could not
+            # be connected, on the server of its last attempt.
+            server.failed_connects += 1
             self._abort(who + "C")
             return
         self.retries += 1
-        server.retries += 1
-        self.backend.retries += 1
         self.tried.append(server)
         if self._redispatch_now():
             replacement = self.backend.pick(self.client_host, self.tried)
@@ -234,7 +234,14 @@ class Connecting(ClientFactory):
                 self._assign(replacement)
                 self._connect()
                 return
-        pause = min(self.timeouts.connect or RETRY_PAUSE, RETRY_PAUSE)
+        # A retry that went to another server counts as a redispatch only
+        # (wredis), one to the same server as a retry (wretr), as in HAProxy.
+        server.retries += 1
+        self.backend.retries += 1
+        # HAProxy pauses only after an attempt that failed early (refused):
+        # after a connect timeout the time has passed already, and it
+        # retries at once.
+        pause = 0.0 if who == "s" else min(self.timeouts.connect or RETRY_PAUSE, RETRY_PAUSE)
         self.timer = self.reactor.callLater(pause, self._retry)
 
     def _redispatch_now(self) -> bool:

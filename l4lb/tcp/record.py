@@ -67,8 +67,11 @@ def connection_record(session: "Session") -> ConnectionRecord:
         termination=session.termination or "--",
         actconn=session.frontend.gate.limiter.current,
         feconn=session.frontend.gate.current,
-        beconn=session.backend.current,
-        srvconn=server.current if server is not None else 0,
+        # HAProxy releases the stream's backend and server slots before it
+        # logs, so its %bc and %sc leave out the connection being logged
+        # (while %ac and %fc still count it).
+        beconn=session.backend.current - (1 if session.dispatched else 0),
+        srvconn=server.current - 1 if server is not None else 0,
         retries=session.retries,
         redispatched=session.redispatched,
         backend_queue=session.queue_passed,

@@ -132,7 +132,8 @@ class Session(Connecting):
     @ivar queued_at: When it entered its backend's queue, or C{None}.
     @ivar dequeued_at: When it left the queue for a server, or C{None}.
     @ivar queue_passed: Connections served from the backend's queue before
-        it while it waited (the log's C{%bq}).
+        it while it waited, plus one for itself once it went through the
+        queue (the log's C{%bq}, counted as HAProxy counts it).
     """
 
     def __init__(self, frontend: "FrontendState", client: ClientLeg) -> None:
@@ -371,7 +372,9 @@ class Session(Connecting):
         self._cancel_timer()
         self.state = CONNECTING
         self.dequeued_at = self.seconds()
-        self.queue_passed = served_before - self.queue_mark
+        # HAProxy's %bq counts the positions the connection moved through,
+        # its own included: the first in line logs 1.
+        self.queue_passed = served_before - self.queue_mark + 1
         self._assign(server)
         self._connect()
 
@@ -588,6 +591,7 @@ class Session(Connecting):
         if self.termination is None:
             self.termination = termination
         if self.state == QUEUED:
+            self.queue_passed = self.backend.queue.served - self.queue_mark + 1
             self.backend.queue.remove(self)
         self.state = CLOSING
         self._cancel_timer()

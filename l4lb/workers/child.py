@@ -53,10 +53,11 @@ def worker_config(config: Config) -> Config:
     """
     The part of C{config} a worker runs: the TCP frontends and backends,
     without the runtime API and the statistics pages (the main process
-    keeps those, and the C{mode udp} proxies).
+    keeps those, and the C{mode udp} proxies).  A worker has no C{grace}:
+    the main process spends it before stopping the workers.
     """
     settings = attr.evolve(
-        config.global_settings, stats_socket=None, stats_bind=None, nbproc=1
+        config.global_settings, stats_socket=None, stats_bind=None, nbproc=1, grace=0.0
     )
     return attr.evolve(
         config,
@@ -80,6 +81,10 @@ class WorkerService(BalancerService):
         # The main process checks the servers and sends their state.
         self.monitor.disownServiceParent()
         self.monitor = HealthMonitor([], reactor)
+        # The main process watches etcd and sends the servers it adds.
+        self.etcd.disownServiceParent()
+        # DNS moves no server of a worker (see l4lb.dns.discovery).
+        self.dns.disownServiceParent()
         self.descriptors = descriptors
         self.begun: Deferred[None] = Deferred()
 
@@ -89,6 +94,12 @@ class WorkerService(BalancerService):
         weights and limits (L{commands.SetServer}).
         """
         return None
+
+    def _read_server_state(self) -> None:
+        """
+        Nothing: the main process reads the server-state file and sends
+        the servers' states (L{commands.SetServer}).
+        """
 
     def listen(self, spec: Any, bind: Any) -> Any:
         """

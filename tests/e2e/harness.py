@@ -581,21 +581,29 @@ def run_command(
 # -- clients -----------------------------------------------------------------
 
 
-def show_stat(path: str) -> Dict[Tuple[str, str], Dict[str, str]]:
+def runtime_command(path: str, line: str, timeout: float = 10.0) -> str:
     """
-    C{show stat} on the runtime socket at C{path}, by (pxname, svname).
+    One command on a runtime API's UNIX socket (l4lb's or HAProxy's), as
+    C{socat stdio UNIX-CONNECT:PATH} sends it: the whole answer.
     """
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(10)
+        s.settimeout(timeout)
         s.connect(path)
-        s.sendall(b"show stat\n")
+        s.sendall(line.encode() + b"\n")
         data = b""
         while True:
             chunk = s.recv(65536)
             if not chunk:
                 break
             data += chunk
-    text = data.decode().lstrip("# ")
+    return data.decode("utf-8", "replace")
+
+
+def show_stat(path: str) -> Dict[Tuple[str, str], Dict[str, str]]:
+    """
+    C{show stat} on the runtime socket at C{path}, by (pxname, svname).
+    """
+    text = runtime_command(path, "show stat").lstrip("# ")
     return {(r["pxname"], r["svname"]): r for r in csv.DictReader(io.StringIO(text)) if r.get("svname")}
 
 

@@ -112,17 +112,29 @@ def test_dashboard_metrics_in_live_exposition(
                 # keeps being picked: connection errors, retries, redispatches.
                 ServerLine("s3", "127.0.0.1", closed_port()),
             ],
-            extra={"retries": "1", "option redispatch": "true"},
+            # Two retries: the first to the same server (a retry), the
+            # last to another one (a redispatch), as HAProxy counts them.
+            extra={"retries": "2", "option redispatch": "true"},
         )
         dns = BackendSection(
             "dns",
             [ServerLine("ns1", "127.0.0.1", ns1.port), ServerLine("ns2", "127.0.0.1", ns2.port)],
             extra={"mode": "udp", "udp-responses": "1"},
         )
+        # Only a refusing server and no retry: a connection that fails for
+        # good, which is what a server's connection errors count.
+        gone = BackendSection(
+            "gone", [ServerLine("s9", "127.0.0.1", closed_port())], extra={"retries": "0"}
+        )
         fe = FrontendSection("fe", "127.0.0.1", free_port(), "web")
+        fe_gone = FrontendSection("fe_gone", "127.0.0.1", free_port(), "gone")
         udp_fe = FrontendSection("dns", "127.0.0.1", free_port(), "dns", {"mode": "udp"})
         stats_port = free_port()
-        balancers.start([fe, udp_fe], [web, dns], global_={"stats bind": f"127.0.0.1:{stats_port}"})
+        balancers.start(
+            [fe, fe_gone, udp_fe], [web, gone, dns], global_={"stats bind": f"127.0.0.1:{stats_port}"}
+        )
+        with socket.create_connection(("127.0.0.1", fe_gone.port), timeout=10) as refused:
+            assert refused.recv(100) == b""
 
         for _ in range(6):
             result = echo_once(fe.port, b"hello")
@@ -138,7 +150,7 @@ def test_dashboard_metrics_in_live_exposition(
         # The traffic moved what the error and UDP panels draw.
         assert value(stats_port, "l4lb_backend_retry_warnings_total", proxy="web") >= 1
         assert value(stats_port, "l4lb_backend_redispatch_warnings_total", proxy="web") >= 1
-        assert value(stats_port, "l4lb_server_connection_errors_total", server="s3") >= 1
+        assert value(stats_port, "l4lb_server_connection_errors_total", server="s9") >= 1
         assert value(stats_port, "l4lb_frontend_udp_datagrams_in_total", proxy="dns") == 4
 
         samples = exposition(stats_port)
@@ -170,11 +182,11 @@ def test_dashboard_metrics_in_live_exposition(
             v["name"]: v["definition"] for v in load()["templating"]["list"] if v["type"] == "query"
         }
         assert "l4lb_frontend_connections_total" in variables["frontend"]
-        assert values_of("l4lb_frontend_connections_total", "proxy") == {"fe", "dns"}
+        assert values_of("l4lb_frontend_connections_total", "proxy") == {"fe", "fe_gone", "dns"}
         assert "l4lb_backend_sessions_total" in variables["backend"]
-        assert values_of("l4lb_backend_sessions_total", "proxy") == {"web", "dns"}
+        assert values_of("l4lb_backend_sessions_total", "proxy") == {"web", "gone", "dns"}
         assert "l4lb_server_sessions_total" in variables["server"]
-        assert values_of("l4lb_server_sessions_total", "server") == {"s1", "s2", "s3", "ns1", "ns2"}
+        assert values_of("l4lb_server_sessions_total", "server") == {"s1", "s2", "s3", "s9", "ns1", "ns2"}
     finally:
         ns1.close()
         ns2.close()

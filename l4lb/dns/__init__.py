@@ -1,0 +1,29 @@
+"""
+DNS service discovery, with HAProxy's semantics: C{[resolvers]} sections,
+servers that follow their host name and C{server-template} slots filled
+from A, AAAA or SRV records.
+
+L{l4lb.dns.records} decides what answers mean (pure, time passed in),
+L{l4lb.dns.client} asks the name servers on C{twisted.names}, and
+L{l4lb.dns.discovery} applies the answers to the running servers through
+the runtime API.
+"""
+
+from l4lb.dns.client import IDnsQuerier, NamesQuerier, ResolutionFailed
+from l4lb.dns.discovery import DnsDiscovery, Watch, watches_of
+from l4lb.dns.records import Record, Resolution, assign, follow, order_addresses, server_weight
+
+__all__ = [
+    "DnsDiscovery",
+    "IDnsQuerier",
+    "NamesQuerier",
+    "Record",
+    "Resolution",
+    "ResolutionFailed",
+    "Watch",
+    "assign",
+    "follow",
+    "order_addresses",
+    "server_weight",
+    "watches_of",
+]

@@ -1,0 +1,40 @@
+"""
+Servers from etcd: a backend's C{servers-from = etcd URL PREFIX}.
+
+Each key under the prefix is a server (its name after the prefix), its
+value a server line's text, C{ADDR:PORT [options]}, with C{drain} or
+C{maint} for the administrative state.  The keys are listed, then watched,
+through etcd's v3 JSON gateway on Twisted's HTTP client
+(L{l4lb.etcd._gateway}); each change goes through the runtime API's
+methods, as C{add server} and C{del server} do (L{l4lb.etcd._sync}); an
+outage keeps the servers as last known and the watch resumes from its
+revision (L{l4lb.etcd._watch}).
+"""
+
+from l4lb.etcd._gateway import (
+    EtcdError,
+    EtcdGateway,
+    Event,
+    IEtcdGateway,
+    IWatchStream,
+    WatchMessage,
+    parse_message,
+)
+from l4lb.etcd._providers import EtcdProviders
+from l4lb.etcd._sync import ServerSync, Wanted, parse_value
+from l4lb.etcd._watch import PrefixWatch
+
+__all__ = [
+    "EtcdError",
+    "EtcdGateway",
+    "EtcdProviders",
+    "Event",
+    "IEtcdGateway",
+    "IWatchStream",
+    "PrefixWatch",
+    "ServerSync",
+    "Wanted",
+    "WatchMessage",
+    "parse_message",
+    "parse_value",
+]
