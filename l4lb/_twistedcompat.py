@@ -46,6 +46,14 @@ What l4lb uses, and why:
     into the lean path (L{l4lb.tcp.accept}), reading datagrams into one
     buffer (L{l4lb.udp.reader}) and pausing a frontend at its limits
     (L{l4lb.tcp.limits}).
+  - A listening port shared with another process (a handover,
+    L{l4lb.handover}; L{share_listening_port}): a port's
+    C{_shouldShutdown} is cleared, since Twisted calls C{shutdown()} on a
+    listening socket it closes, which stops it listening in every process
+    that holds it; and a UNIX port's C{connectionLost} is replaced on the
+    port object, since C{unix.Port} removes its socket file when it
+    closes (l4lb relies on that method doing only the removal before
+    C{tcp.Port.connectionLost}).
 
 C{tests/test_reactor_twisted_suite.py} runs Twisted's own reactor tests
 against L{l4lb.reactor.L4lbEPollReactor}.
@@ -64,6 +72,11 @@ import twisted
 from twisted.internet import base as _base
 from twisted.internet import posixbase as _posixbase
 from twisted.internet import tcp, udp
+
+try:
+    from twisted.internet import unix
+except ImportError:  # pragma: no cover - a platform without UNIX sockets
+    unix = None  # type: ignore[assignment]
 from twisted.logger import Logger
 from twisted.protocols import tls as _tls
 from twisted.protocols.tls import TLSMemoryBIOProtocol
@@ -212,6 +225,10 @@ def _missing_transports() -> List[str]:
         missing.append("udp.Port.getHandle() and doRead()")
     if "numberAccepts" not in _names(tcp.Port.doRead):
         missing.append("tcp.Port.numberAccepts")
+    if unix is not None and not {"unlink", "connectionLost"} <= set(_names(unix.Port.connectionLost)):
+        missing.append("unix.Port.connectionLost() removing the socket file")
+    if "_shouldShutdown" not in _names(tcp._SocketCloser._closeSocket):
+        missing.append("tcp._SocketCloser._shouldShutdown")
     return missing
 
 
@@ -313,6 +330,27 @@ def datagram_port_socket(port: Any) -> Optional[socket.socket]:
         return None
     sock = port.getHandle()
     return sock if isinstance(sock, socket.socket) else None
+
+
+def share_listening_port(port: Any, shared: bool = True) -> None:
+    """
+    Make a listening port (TCP or UNIX) close only this process's
+    descriptor when it closes (C{shared}): no C{shutdown()}, which would
+    stop the socket listening for another process holding it, and for a
+    UNIX port no removal of its file, which the other process listens on.
+    Not C{shared}: a UNIX port removes its file again when it closes.
+    Anything but a Twisted listening port is left alone.
+    """
+    if not isinstance(port, tcp.Port):
+        return
+    if shared:
+        port._shouldShutdown = False
+    if unix is None or not isinstance(port, unix.Port):
+        return
+    if shared:
+        port.connectionLost = types.MethodType(tcp.Port.connectionLost, port)  # type: ignore[method-assign]
+    else:
+        port.__dict__.pop("connectionLost", None)
 
 
 def set_do_read(port: Any, do_read: Callable[[], object]) -> None:

@@ -5,6 +5,8 @@ The C{l4lb} command.
     l4lb convert FILE   convert a haproxy.cfg to lb.ini, or an lb.ini to haproxy.cfg
     l4lb ctl COMMAND    send a command to a running balancer's runtime API
                         (--output FILE writes the answer to FILE atomically)
+    l4lb upgrade        hand a running balancer over to a new process that
+                        runs the code installed now (no refused connection)
 
 C{l4lb check} parses the file and resolves its server host names (without
 binding anything), prints warnings and errors on standard error, one per
@@ -80,6 +82,32 @@ def _parser() -> argparse.ArgumentParser:
         " /var/lib/l4lb/state show servers state' for the server-state file",
     )
     ctl.add_argument("words", metavar="COMMAND", nargs="+", help="the command, e.g. show info")
+    upgrade = commands.add_parser(
+        "upgrade",
+        help="hand a running balancer over to a new process (new code, no refused connection)",
+        description="Ask the balancer listening on the runtime API socket to start its"
+        " command line again as a new process, which takes its listening"
+        " sockets and runtime state and serves, while the old process lets its"
+        " connections finish and exits.  The 'stats socket' needs 'expose-fd"
+        " listeners'.  Print the outcome; exit 0 once the new process took"
+        " over, 1 when the upgrade failed (the old process serves on).",
+    )
+    upgrade.add_argument(
+        "--socket",
+        metavar="PATH",
+        help="the runtime API's socket (default: the 'stats socket' of --config,"
+        f" else {DEFAULT_SOCKET})",
+    )
+    upgrade.add_argument(
+        "--config", metavar="FILE", help="read the socket's path from this file's 'stats socket'"
+    )
+    upgrade.add_argument(
+        "--timeout",
+        metavar="SECONDS",
+        type=float,
+        default=180.0,
+        help="give up waiting for the outcome after this long (default 180)",
+    )
     return parser
 
 
@@ -98,28 +126,68 @@ def ctl(path: str, command: str, timeout: float = 30.0, output: Optional[str] = 
     @return: The exit status: 0 once answered, 1 when the socket cannot be
         reached or C{output} cannot be written.
     """
-    import socket
-
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-            sock.settimeout(timeout)
-            sock.connect(path)
-            sock.sendall(command.encode("utf-8") + b"\n")
-            chunks = []
-            while True:
-                chunk = sock.recv(65536)
-                if not chunk:
-                    break
-                chunks.append(chunk)
+        answer = _ask(path, command, timeout)
     except OSError as e:
         sys.stderr.write(f"l4lb: cannot talk to {path}: {e.strerror or e}\n")
         return 1
-    answer = b"".join(chunks)
     if output is not None:
         return _replace_file(output, answer)
     sys.stdout.write(answer.decode("utf-8", "replace"))
     sys.stdout.flush()
     return 0
+
+
+def _ask(path: str, command: str, timeout: float) -> bytes:
+    """
+    Send one command line to the UNIX socket C{path}; return the answer,
+    read until the balancer closes the connection.
+
+    @raise OSError: When the socket cannot be reached or does not answer.
+    """
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(command.encode("utf-8") + b"\n")
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def upgrade(path: Optional[str], config: Optional[str], timeout: float) -> int:
+    """
+    Run C{l4lb upgrade}: send C{upgrade} to the runtime API and print the
+    outcome.
+
+    @return: 0 when the new process took over, 1 otherwise.
+    """
+    if path is None and config is not None:
+        from l4lb.config import ConfigError, load_config
+
+        try:
+            where = load_config(config).global_settings.stats_socket
+        except ConfigError as e:
+            sys.stderr.write(f"{e}\n")
+            return 1
+        if where is None:
+            sys.stderr.write(f"l4lb: {config} has no 'stats socket'\n")
+            return 1
+        path = where.path
+    path = path or DEFAULT_SOCKET
+    try:
+        text = _ask(path, "upgrade", timeout).decode("utf-8", "replace")
+    except OSError as e:
+        sys.stderr.write(f"l4lb: cannot talk to {path}: {e.strerror or e}\n")
+        return 1
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    return 0 if text.startswith("Upgrade done") else 1
 
 
 def _replace_file(path: str, data: bytes) -> int:
@@ -208,6 +276,8 @@ def main(argv: Optional[Sequence[str]] = None, reactor: Optional[Any] = None) ->
         return convert(args.file, args.output, sys.stdout, sys.stderr)
     if args.command == "ctl":
         return ctl(args.socket, " ".join(args.words), output=args.output)
+    if args.command == "upgrade":
+        return upgrade(args.socket, args.config, args.timeout)
     parser.print_usage(sys.stderr)
     sys.stderr.write("l4lb: error: a command is required, e.g. 'l4lb check FILE'\n")
     return 2

@@ -15,7 +15,9 @@ defines a server of that name (the file wins), and the server-state file
 
 As in HAProxy, a new server starts in maintenance unless told otherwise;
 C{default-server} lines do not apply to it; its checks begin when it is
-enabled.  It can be removed only in maintenance and without connections.
+enabled.  One with a host name and C{resolvers} is watched by DNS
+discovery (L{l4lb.dns.discovery.DnsDiscovery.server_added}) until it is
+deleted or a reload drops it.  It can be removed only in maintenance and without connections.
 """
 
 from __future__ import annotations
@@ -129,6 +131,9 @@ def add_server(service: Any, added: AddedServer) -> Server:
     if service.slowstart is not None:
         service.slowstart.follow(server)
     service.monitor.watch(backend, server)
+    if service.dns is not None:
+        # With 'resolvers' its name is watched as a file server's is.
+        service.dns.server_added(backend.name, server.name)
     if server.address is None and service.running:
         service.resolve_server(backend, server)
     for listener in list(backend.listeners):
@@ -168,6 +173,8 @@ def remove_server(service: Any, backend_name: str, name: str) -> Server:
         service.slowstart.forget(server)
     backend.set_servers([s for s in backend.servers if s is not server])
     service.added_servers.pop((backend_name, name), None)
+    if service.dns is not None:
+        service.dns.server_removed(backend_name, name)
     _log.info("Server {backend}/{server} deleted.", backend=backend_name, server=name)
     return server
 

@@ -25,6 +25,16 @@ from l4lb.balancers import find_factory
 from l4lb.admin.cap import CappedFactory, caps_in_effect, own_listeners
 from l4lb.config.model import Config, GlobalSettings
 from l4lb.etcd import EtcdProviders
+from l4lb.handover.sockets import (
+    Key,
+    adopt_datagram,
+    adopt_stream,
+    admin_key,
+    bind_key,
+    close_unused,
+    stats_key,
+)
+from l4lb.handover.state import CarriedState, apply_carried
 from l4lb.fdlimit import traffic_maxconn
 from l4lb.health.monitor import DEFAULT_BUILDERS, HealthMonitor
 from l4lb.health.warmup import SlowStart
@@ -47,7 +57,7 @@ from l4lb.tcp.phases import kill as kill_session
 from l4lb.udp.check import udp_checks
 from l4lb.udp.frontend import UdpFrontend
 from l4lb.udp.reader import read_directly
-from l4lb.udp.sockets import listen_bind
+from l4lb.udp.sockets import MAX_DATAGRAM, listen_bind
 
 _log = Logger(namespace="l4lb")
 
@@ -137,14 +147,37 @@ class BalancerService(RuntimeControls, MultiService):
         backends with C{servers-from}, a child service.
     @ivar dns: The L{l4lb.dns.DnsDiscovery} resolving the servers with
         C{resolvers} and the C{server-template} slots, a child service.
+    @ivar carried: The runtime state a running process handed over
+        (L{l4lb.handover}), applied once the runtime is built; C{None} for
+        a fresh start.
+    @ivar generation: 1 after a start; N + 1 in the process that took over
+        from generation N.
+    @ivar inherited: The listening sockets a running process handed over,
+        by key (L{l4lb.handover.sockets}), until a bind adopts them.
+    @ivar bind_keys: The key of each listening port that a handover may
+        pass to a new process.
+    @ivar handover: The L{l4lb.handover.donor.Donor} that hands this
+        process's sockets and state to a new one (set under twistd), or
+        C{None}.
     """
 
-    def __init__(self, config: Config, reactor: Any, sink: Optional[Any] = None) -> None:
+    def __init__(
+        self,
+        config: Config,
+        reactor: Any,
+        sink: Optional[Any] = None,
+        carried: Optional[CarriedState] = None,
+        inherited: Optional[Dict[Key, int]] = None,
+    ) -> None:
         """
         @param config: What to run.
         @param reactor: The reactor (TCP, time, file descriptors, resolver).
         @param sink: Where connection logs go; by default what the
             configuration's C{log} says.
+        @param carried: The runtime state handed over by the process this
+            one takes over from.
+        @param inherited: The listening sockets handed over, by key; each
+            bind of the same key adopts its socket instead of binding.
         """
         super().__init__()
         self.config = config
@@ -155,7 +188,14 @@ class BalancerService(RuntimeControls, MultiService):
         self.limiter = ConnectionLimiter(maxconn)
         set_pipe_limit(maxconn, config.global_settings.maxpipes)
         self.slowstart: Optional[SlowStart] = self._slowstart(reactor)
-        self.added_servers: Dict[Any, Any] = {}
+        self.carried = carried
+        self.generation = 1 if carried is None else carried.generation
+        self.inherited: Dict[Key, int] = dict(inherited or {})
+        self.bind_keys: Dict[Any, Optional[Key]] = {}
+        self.handover: Any = None
+        # Servers added at run time in the process this one took over from
+        # are built with the file's, as a reload builds them.
+        self.added_servers: Dict[Any, Any] = {} if carried is None else dict(carried.added)
         self.backends: Dict[str, BackendState] = {
             b.name: self.build_backend(b) for b in config.backends
         }
@@ -202,9 +242,15 @@ class BalancerService(RuntimeControls, MultiService):
         """
         Give the servers the state (and make again the servers added at run
         time) that an earlier process wrote to the server-state file
-        (L{l4lb.statefile}).
+        (L{l4lb.statefile}); after a handover, the state the running
+        process sent wins, as on a reload, and the file applies only to
+        the servers that process did not have.
         """
-        load_server_state(self)
+        if self.carried is None:
+            load_server_state(self)
+            return
+        fresh = apply_carried(self, self.carried)
+        load_server_state(self, only=fresh)
 
     def privilegedStartService(self) -> None:
         """
@@ -228,7 +274,13 @@ class BalancerService(RuntimeControls, MultiService):
         self.own_caps = self._own_caps()
         self._listen_admin()
         self._listen_stats()
+        # Sockets of binds the file no longer has stay with the process
+        # that handed them over.
+        close_unused(self.inherited)
         self._bound = True
+        if self.carried is not None:
+            for name, maxconn in self.carried.frontend_maxconn.items():
+                self.set_frontend_maxconn(name, maxconn)
         super().privilegedStartService()
 
     def _own_caps(self) -> Dict[str, int]:
@@ -260,6 +312,7 @@ class BalancerService(RuntimeControls, MultiService):
                 AdminCommands(self, self.reactor),
                 timeout=self.config.global_settings.stats_timeout,
                 maxconn=(self.own_caps or self._own_caps())["stats socket"],
+                inherited=self.inherited.pop(admin_key(where.path), None),
             )
         except Exception as e:
             self._close_ports()
@@ -294,8 +347,13 @@ class BalancerService(RuntimeControls, MultiService):
             self, self.reactor, settings.stats_auth, settings.stats_timeout, self.history
         )
         capped = CappedFactory(site, (self.own_caps or self._own_caps())["stats bind"])
+        inherited = self.inherited.pop(stats_key(where.host, where.port), None)
         try:
-            self.stats_port = capped.watch(_listen_now(endpoint, capped))
+            if inherited is None:
+                port = _listen_now(endpoint, capped)
+            else:
+                port = adopt_stream(self.reactor, inherited, capped)
+            self.stats_port = capped.watch(port)
         except Exception as e:
             self._close_ports()
             raise BindError(
@@ -382,22 +440,32 @@ class BalancerService(RuntimeControls, MultiService):
         @raise BindError: When it cannot listen.
         """
         udp = self.udp_frontends.get(spec.name)
+        key = bind_key(udp is not None, bind)
+        inherited = None if key is None else self.inherited.pop(key, None)
         try:
             if udp is not None:
                 listener = udp.listener()
-                port = listen_bind(self.reactor, bind, listener)
+                if inherited is None:
+                    port = listen_bind(self.reactor, bind, listener)
+                else:
+                    port = adopt_datagram(self.reactor, inherited, listener, MAX_DATAGRAM)
                 read_directly(port, listener, self.reactor)
                 port.stopReading()
+                self.bind_keys[port] = key
                 return port
             state = self.frontends[spec.name]
             factory = FrontendFactory(state, bind_stages(spec, bind))
             backlog = effective_backlog(
                 bind.backlog, spec.backlog, spec.maxconn, self.limiter.maxconn
             )
-            port = _listen_now(
-                serverFromString(self.reactor, with_backlog(bind.endpoint, backlog)),
-                listening_factory(bind, factory, self.reactor),
-            )
+            listening = listening_factory(bind, factory, self.reactor)
+            if inherited is None:
+                port = _listen_now(
+                    serverFromString(self.reactor, with_backlog(bind.endpoint, backlog)),
+                    listening,
+                )
+            else:
+                port = adopt_stream(self.reactor, inherited, listening, backlog)
         except Exception as e:
             where = f"{self.config.source}:{bind.line}: " if bind.line else ""
             kind = "UDP " if udp is not None else ""
@@ -409,6 +477,7 @@ class BalancerService(RuntimeControls, MultiService):
             accept_directly(port, factory, self.reactor)
         state.gate.add_port(port)
         self.port_factories[port] = factory
+        self.bind_keys[port] = key
         return port
 
     def unlisten(self, name: str, port: Any) -> "Deferred[Any]":
@@ -420,6 +489,7 @@ class BalancerService(RuntimeControls, MultiService):
         if state is not None:
             state.gate.remove_port(port)
         self.port_factories.pop(port, None)
+        self.bind_keys.pop(port, None)
         udp = self.udp_frontends.get(name)
         listener = getattr(port, "protocol", None)
         if udp is not None and listener in udp.listeners:
@@ -605,6 +675,7 @@ class BalancerService(RuntimeControls, MultiService):
             for port in ports:
                 if state is not None:
                     state.gate.remove_port(port)
+                self.bind_keys.pop(port, None)
                 closing.append(_maybe_deferred(port.stopListening()))
             ports.clear()
         for attribute in ("admin_port", "stats_port"):

@@ -5,6 +5,7 @@ the runtime API socket's owner before C{--uid/--gid} take effect).
 
     twistd -n l4lb --config /etc/l4lb/lb.ini
     twistd -n l4lb --config /etc/l4lb/lb.ini --check
+    twistd -n --pidfile= l4lb --config /etc/l4lb/lb.ini --takeover /run/l4lb/admin.sock
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from __future__ import annotations
 import os
 import resource
 import sys
+
+import l4lb
 from typing import Any, Optional, Tuple
 
 from twisted.application.service import IService
@@ -22,6 +25,10 @@ from l4lb.config import ConfigError, load_config_with_warnings
 from l4lb.config.listeners import require_listener
 from l4lb.fdlimit import raise_nofile_limit, shortage_warning
 from l4lb.gcfreeze import freeze_when_running
+from l4lb.handover.donor import TAKEOVER_ENV, Donor
+from l4lb.handover.sockets import release_socket_files
+from l4lb.handover.taker import HandoverError, Report, Taken, abandon, commit, take_over
+from l4lb.sdnotify import notify
 from l4lb.service import BalancerService, BindError
 
 _log = Logger(namespace="l4lb")
@@ -32,15 +39,26 @@ class Options(usage.Options):
     Command-line options of C{twistd l4lb}.
     """
 
-    synopsis = "[--config FILE] [--check]"
+    synopsis = "[--config FILE] [--check] [--takeover SOCKET]"
     longdesc = (
         "Run the load balancer described by an lb.ini file, or by HAProxy's"
         " haproxy.cfg (told apart by the content).  With --check,"
         " only validate the file (nothing is bound) and exit 0 when it is"
         " valid, 1 when it is not, 2 when it has no error but no listener."
+        "  With --takeover, take the listening sockets and the runtime state"
+        " of the l4lb listening on that runtime API socket (its 'stats"
+        " socket' needs 'expose-fd listeners'), which then finishes its"
+        " connections and exits."
     )
     optParameters = [
         ["config", "c", "/etc/l4lb/lb.ini", "The configuration file."],
+        [
+            "takeover",
+            None,
+            None,
+            "Take over from the l4lb whose runtime API socket this is"
+            " (also: L4LB_TAKEOVER in the environment).",
+        ],
     ]
     optFlags = [
         ["check", None, "Validate the configuration and exit."],
@@ -58,6 +76,8 @@ class TwistdService(BalancerService):
     """
 
     run_as: Optional[Tuple[Optional[int], Optional[int]]] = None
+    taken: Optional[Taken] = None
+    report: Report = Report(None)
 
     def privilegedStartService(self) -> None:
         """
@@ -68,6 +88,8 @@ class TwistdService(BalancerService):
             super().privilegedStartService()
         except BindError as e:
             sys.stderr.write(f"l4lb: {e}\n")
+            self.report.write(f"l4lb: {e}")
+            abandon(self.taken)
             raise SystemExit(1)
         self._hand_over_admin_socket()
 
@@ -117,6 +139,9 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> IService:
         from l4lb.cli import main
 
         raise SystemExit(main(["check", path]))
+    # Read once: a process this one starts later (an upgrade) is told anew.
+    takeover = os.environ.pop(TAKEOVER_ENV, None) or options["takeover"]
+    report = Report.from_environ(os.environ)
     try:
         config, warnings = load_config_with_warnings(path)
         require_listener(config, warnings)
@@ -124,18 +149,112 @@ def makeService(options: Options, reactor: Optional[Any] = None) -> IService:
         for warning in e.warnings:
             sys.stderr.write(f"{warning}\n")
         sys.stderr.write(f"{e}\n")
+        report.write(str(e))
         raise SystemExit(1)
     for warning in warnings:
         _log.warn("{warning}", warning=str(warning))
+    taken: Optional[Taken] = None
+    if takeover:
+        # Only now, with a valid file: nothing is asked of the running
+        # process before.
+        try:
+            taken = take_over(takeover)
+        except HandoverError as e:
+            message = f"l4lb: cannot take over from {takeover}: {e}"
+            sys.stderr.write(f"{message}\n")
+            report.write(message)
+            raise SystemExit(1)
     _raise_nofile(config.global_settings.maxconn)
     reactor.callWhenRunning(_stop_on_sigterm, reactor)
-    service = TwistdService(config, reactor)
+    service = TwistdService(
+        config,
+        reactor,
+        carried=None if taken is None else taken.carried,
+        inherited=None if taken is None else taken.sockets,
+    )
+    service.taken = taken
+    service.report = report
     service.run_as = _run_as(options)
     service.config_path = os.path.abspath(path)
+    service.handover = Donor(
+        service, reactor, [sys.executable, *sys.argv], _pidfile(options), cwd=os.getcwd()
+    )
+    service.ready.addCallback(lambda _: _serving(reactor, service))
     reactor.callWhenRunning(_reopen_on_sigusr1, reactor, service)
     reactor.callWhenRunning(_reload_on_sighup, reactor, service)
+    reactor.callWhenRunning(_upgrade_on_sigusr2, reactor, service)
     freeze_when_running(reactor)
     return service
+
+
+def _serving(reactor: Any, service: "TwistdService") -> None:
+    """
+    Once the frontends accept connections: tell systemd, and after a
+    handover, tell systemd that this process is now the main one and the
+    running process to stop accepting (L{l4lb.handover}).
+    """
+    taken = service.taken
+    if taken is None:
+        notify("READY=1")
+        return
+    service.taken = None
+    notify(f"MAINPID={os.getpid()}\nREADY=1")
+    try:
+        commit(taken)
+    except HandoverError as e:
+        # The running process did not let go: it serves on, this one goes.
+        notify(f"MAINPID={taken.donor_pid}")
+        message = f"Handover failed: {e}; process {taken.donor_pid} serves on, this one stops."
+        _log.error("{message}", message=message)
+        service.report.write(message)
+        reactor.stop()
+        return
+    service.report.close()
+    # The sockets are this process's alone from now on: its own stop
+    # removes the UNIX sockets' files again.
+    release_socket_files(service)
+    _log.info(
+        "Handover: took over from process {pid} (generation {old}) as generation"
+        " {generation}, version {version}.",
+        pid=taken.donor_pid,
+        old=taken.donor_generation,
+        generation=service.generation,
+        version=l4lb.__version__,
+    )
+
+
+def _pidfile(options: Options) -> Optional[str]:
+    """
+    twistd's pid file (C{--pidfile}, relative to C{--rundir}), or C{None}.
+    """
+    parent = getattr(options, "parent", None)
+    if parent is None:
+        return None
+    try:
+        pidfile, rundir = parent["pidfile"], parent["rundir"]
+    except KeyError:
+        return None
+    if not pidfile:
+        return None
+    return os.path.abspath(os.path.join(rundir or ".", pidfile))
+
+
+def _upgrade_on_sigusr2(reactor: Any, service: BalancerService) -> None:
+    """
+    Make SIGUSR2 start an upgrade (nginx's binary upgrade): this process's
+    command line starts again and takes over (L{l4lb.handover}); the
+    outcome is logged.
+    """
+    import signal
+
+    def upgrade() -> None:
+        _log.info("SIGUSR2: upgrading.")
+        service.handover.upgrade()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        reactor.callFromThread(upgrade)
+
+    signal.signal(signal.SIGUSR2, on_signal)
 
 
 def _reload_on_sighup(reactor: Any, service: BalancerService) -> None:

@@ -264,6 +264,8 @@ def test_haproxy_stats_socket_line_is_accepted() -> None:
     """
     line = "stats socket = /run/haproxy/admin.sock mode 660 level admin\n"
     assert settings(line).stats_socket == StatsSocket("/run/haproxy/admin.sock", 0o660)
+    exposed = settings("stats socket = /run/a.sock mode 600 expose-fd listeners\n").stats_socket
+    assert exposed == StatsSocket("/run/a.sock", 0o600, None, True)
 
 
 @pytest.mark.parametrize(
@@ -271,7 +273,7 @@ def test_haproxy_stats_socket_line_is_accepted() -> None:
     [
         ("mode 600 level operator", "'level operator'", "'level admin'"),
         ("mode 600 level user", "'level user'", "'level admin'"),
-        ("mode 600 expose-fd listeners", "'expose-fd listeners'", "'level admin', 'maxconn N'"),
+        ("mode 600 expose-fd all", "'expose-fd all'", "'expose-fd listeners'"),
         ("mode 600 maxconn", "'maxconn'", "'level admin', 'maxconn N'"),
         ("mode 600 maxconn 0", "'maxconn 0'", "N >= 1"),
     ],

@@ -278,13 +278,14 @@ def test_logs_follow_haproxys_rules() -> None:
     assert problem.line == 3 and "log global" in problem.message
 
 
-def test_stats_socket_expose_fd_is_a_warning() -> None:
-    """Debian's 'stats socket ... expose-fd listeners' works, with a warning that l4lb reloads in place."""
+def test_stats_socket_expose_fd_carries_over() -> None:
+    """Debian's 'stats socket ... expose-fd listeners' means what it means in HAProxy: a new process may take the listeners."""
     text = "global\n  stats socket /run/l4lb-test.sock mode 660 level admin expose-fd listeners\n" + TIMEOUTS
     config, warnings = parse(text + "backend be\n  server s1 127.0.0.1:9000\n")
     assert config.global_settings.stats_socket is not None
     assert config.global_settings.stats_socket.path == "/run/l4lb-test.sock"
-    assert [w.line for w in warnings] == [2]
+    assert config.global_settings.stats_socket.expose_fd
+    assert warnings == []
 
 
 def test_environment_variables_in_addresses() -> None:

@@ -181,6 +181,8 @@ class FakeRuntime:
             spec.name: BackendState(spec, find_factory(spec.balance)) for spec in self.config.backends
         }
         self.moves: List[Tuple[str, str, int, str]] = []
+        self.added_servers: Dict[Tuple[str, str], Any] = {}
+        self.monitor: Any = None
 
     def find_server(self, backend: str, name: str) -> Any:
         """

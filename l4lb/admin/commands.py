@@ -50,6 +50,7 @@ The following commands are valid at this level:
   set maxconn frontend F N                : change a frontend's connection limit (0: none)
   clear counters                          : reset the cumulative counters
   reload                                  : re-read the configuration file and apply it
+  upgrade                                 : hand over to a new process running the code installed now
   show ready                              : whether this instance asks for traffic, and why not
   set instance state ready|drain          : drain the whole instance (not ready, still serving)
 """
@@ -170,6 +171,7 @@ class AdminCommands:
         info = [
             ("Name", "l4lb"),
             ("Version", l4lb.__version__),
+            ("Generation", str(getattr(self.service, "generation", 1))),
             ("Pid", str(os.getpid())),
             ("Uptime", f"{days}d {rest // 3600}h{rest % 3600 // 60:02d}m{rest % 60:02d}s"),
             ("Uptime_sec", str(uptime)),

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import stat
-from typing import Any, Optional
+from typing import Any, Optional, Protocol
 
 from twisted.internet.protocol import Factory, connectionDone
 from twisted.logger import Logger
@@ -35,6 +35,22 @@ DEFAULT_MAXCONN = 10
 _log = Logger(namespace="l4lb")
 
 
+class LineSession(Protocol):
+    """
+    What takes over a runtime API connection (a handover's session).
+    """
+
+    def lineReceived(self, line: str) -> None:
+        """
+        One line the peer sent.
+        """
+
+    def connectionLost(self) -> None:
+        """
+        The connection closed.
+        """
+
+
 class AdminProtocol(LineOnlyReceiver, TimeoutMixin):
     """
     One connection to the runtime API; closed once idle for the factory's
@@ -45,6 +61,9 @@ class AdminProtocol(LineOnlyReceiver, TimeoutMixin):
     MAX_LENGTH = 16384
     interactive = False
     _abort: Any = None
+    #: The handover this connection now carries (L{l4lb.handover}): its
+    #: lines go there instead of to the commands.
+    delegate: Optional[LineSession] = None
 
     def connectionMade(self) -> None:
         """
@@ -82,6 +101,8 @@ class AdminProtocol(LineOnlyReceiver, TimeoutMixin):
         if self._abort is not None and self._abort.active():
             self._abort.cancel()
         self._abort = None
+        if self.delegate is not None:
+            self.delegate.connectionLost()
         super().connectionLost(reason)
 
     def lineReceived(self, line: bytes) -> None:
@@ -90,6 +111,13 @@ class AdminProtocol(LineOnlyReceiver, TimeoutMixin):
         """
         commands: AdminCommands = self.factory.commands  # type: ignore[attr-defined]
         text = line.decode("utf-8", "replace").strip()
+        if self.delegate is not None:
+            self.delegate.lineReceived(text)
+            return
+        word, _, rest = text.partition(" ")
+        if word in ("upgrade", "_handover"):
+            self._handover(commands, word, rest.strip())
+            return
         for command in (c.strip() for c in text.split(";")):
             if command == "prompt":
                 self.interactive = not self.interactive
@@ -112,6 +140,41 @@ class AdminProtocol(LineOnlyReceiver, TimeoutMixin):
             self.transport.write(b"> ")  # type: ignore[union-attr]
         else:
             self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def _handover(self, commands: AdminCommands, word: str, rest: str) -> None:
+        """
+        C{upgrade}: start a new process that takes over, and answer with the
+        outcome once it is known.  C{_handover}: the new process asks for
+        the sockets and the state; the connection is then the handover's.
+        """
+        donor = getattr(commands.service, "handover", None)
+        if donor is None:
+            self._finish(
+                "Handover refused: only a process run by 'twistd l4lb' hands over."
+            )
+            return
+        # Waiting for a new process to start outlasts any idle timeout.
+        self.setTimeout(None)
+        if word == "upgrade":
+            _log.info("Runtime API: upgrade")
+            donor.upgrade().addCallback(lambda outcome: self._finish(outcome.text))
+            return
+        from l4lb.handover.donor import HandoverRefused
+
+        try:
+            self.delegate = donor.open_session(rest, self.transport)
+        except HandoverRefused as e:
+            _log.warn("Runtime API: {refusal}", refusal=str(e))
+            self._finish(str(e))
+
+    def _finish(self, text: str) -> None:
+        """
+        Answer C{text} and close the connection.
+        """
+        if self.transport is None or not self.connected:
+            return
+        self.transport.write(text.encode("utf-8") + b"\n\n")
+        self.transport.loseConnection()
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """
@@ -160,22 +223,29 @@ def listen_admin(
     commands: AdminCommands,
     timeout: float = DEFAULT_TIMEOUT,
     maxconn: int = DEFAULT_MAXCONN,
+    inherited: Optional[int] = None,
 ) -> Any:
     """
     Listen on the UNIX socket C{path} with permission bits C{mode}; a stale
-    socket file left by an earlier process is removed first.
+    socket file left by an earlier process is removed first.  With
+    C{inherited}, the listening socket a running process handed over
+    (L{l4lb.handover}) is adopted instead: the file stays as it is.
 
     @param timeout: Seconds a connection may stay idle (C{stats timeout}).
     @param maxconn: The most connections served at once; more wait in the
         socket's backlog (L{l4lb.admin.cap}).
     @return: The listening port.
     """
+    capped = CappedFactory(AdminFactory(commands, timeout, reactor), maxconn)
+    if inherited is not None:
+        from l4lb.handover.sockets import adopt_stream
+
+        return capped.watch(adopt_stream(reactor, inherited, capped))
     try:
         if stat.S_ISSOCK(os.lstat(path).st_mode):
             os.unlink(path)
     except FileNotFoundError:
         pass
-    capped = CappedFactory(AdminFactory(commands, timeout, reactor), maxconn)
     port = capped.watch(reactor.listenUNIX(path, capped, mode=mode))
     # listenUNIX applies the mode through chmod after bind, as wanted; the
     # explicit chmod keeps it exact whatever the umask.

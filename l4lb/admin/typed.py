@@ -272,6 +272,7 @@ _INFO_TAGS = {
     "EtcdUnreachable": (111, "MGP:u32"),
     "Ready": (102, "SGP:u32"),
     "InstanceState": (103, "SOP:str"),
+    "Generation": (104, "SGP:u32"),
 }
 
 

@@ -83,13 +83,20 @@ class ResolversSpec:
     @ivar nameservers: Its name servers, in file order (those of
         C{/etc/resolv.conf} after them with C{parse-resolv-conf}).
     @ivar parse_resolv_conf: C{parse-resolv-conf} is set.
-    @ivar accepted_payload_size: The largest UDP answer announced, in bytes
-        (512-65535).
+    @ivar accepted_payload_size: The UDP payload size announced in each
+        query's EDNS0 OPT record, in bytes (12-65535, as HAProxy; 512 by
+        default): the longest UDP answer taken, a longer one being
+        dropped.
     @ivar resolve_retries: Queries sent for one resolution before it
         counts as timed out (at least 1).
-    @ivar timeout_resolve: Seconds between two resolutions of a name.
+    @ivar timeout_resolve: Seconds between two resolutions of a name,
+        whatever the last answer was.
     @ivar timeout_retry: Seconds to wait for an answer before asking again.
-    @ivar hold: Seconds by kind of answer (L{HOLD_DEFAULTS}).
+    @ivar hold: Seconds by kind of answer (L{HOLD_DEFAULTS}): how long the
+        last valid answer stays in force after failures of that kind;
+        C{obsolete}, how long a record missing from valid answers stays;
+        C{valid}, how long a valid answer is trusted when a failed health
+        check asks for an early resolution.
     @ivar line: The section's line.
     """
 
@@ -209,8 +216,13 @@ def parse_nameserver(text: str) -> Tuple[str, int, bool]:
     return address, parse_port(port_text) if port_text else 53, tcp
 
 
+#: The range HAProxy accepts for C{accepted_payload_size}: a DNS header's
+#: 12 bytes to the UDP length field's limit.
+PAYLOAD_SIZE_RANGE = (12, 65535)
+
+
 def _payload_size(text: str) -> int:
-    return parse_int(text, 512, 65535)
+    return parse_int(text, *PAYLOAD_SIZE_RANGE)
 
 
 #: Parsers of the simple keys of a C{[resolvers]} section.

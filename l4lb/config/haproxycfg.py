@@ -297,8 +297,6 @@ class _Translator:
                     return
                 section.add(OutItem(line, key, ("sni " + " ".join(names),), comment))
                 return
-        if keyword == "stats socket":
-            value = self._stats_socket(line, header, value)
         text = " ".join(ini_word(w, keyword) for w in value)
         if keyword in MULTI_LINE:
             section.merge(OutItem(line, key, (text,), comment))
@@ -358,21 +356,6 @@ class _Translator:
             if lowered[:1] in (["stdout"], ["stderr"]):
                 args = args[:1]  # The facility of a raw stream means nothing.
         section.add(OutItem(line, "log", (" ".join(args),), comment))
-
-    def _stats_socket(self, line: int, header: str, value: List[str]) -> List[str]:
-        lowered = [v.lower() for v in value]
-        for at in range(len(lowered) - 1):
-            if lowered[at : at + 2] == ["expose-fd", "listeners"]:
-                self.error(
-                    line,
-                    header,
-                    "stats socket",
-                    "'expose-fd listeners' is not needed: l4lb reloads in place on"
-                    " SIGHUP, keeping its listening sockets",
-                    warning=True,
-                )
-                return value[:at] + value[at + 2 :]
-        return value
 
     def _sni(self, line: int, header: str, words: List[str]) -> Optional[List[str]]:
         """

@@ -564,11 +564,14 @@ class StatsSocket:
     @ivar mode: Its permission bits (0600 unless C{mode} says otherwise).
     @ivar maxconn: The most connections it serves at once, or C{None} for
         the global C{stats maxconn}.
+    @ivar expose_fd: Whether a new process may take the listening sockets
+        over it (C{expose-fd listeners}; L{l4lb.handover}).
     """
 
     path: str
     mode: int = 0o600
     maxconn: Optional[int] = None
+    expose_fd: bool = False
 
 
 @attr.s(frozen=True, slots=True, auto_attribs=True)

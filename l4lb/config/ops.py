@@ -26,7 +26,7 @@ OPS_GLOBAL_KEYS = (
 )
 
 #: The options a C{stats socket} line takes after its path, as written.
-_SOCKET_OPTIONS = "'mode OCTAL', 'level admin', 'maxconn N'"
+_SOCKET_OPTIONS = "'mode OCTAL', 'level admin', 'maxconn N', 'expose-fd listeners'"
 
 
 def _option_pairs(words: List[str], allowed: str, known: Tuple[str, ...]) -> Dict[str, str]:
@@ -66,8 +66,10 @@ def _option_maxconn(options: Dict[str, str]) -> Optional[int]:
 
 def parse_stats_socket(text: str) -> StatsSocket:
     """
-    Parse C{PATH [mode OCTAL] [level admin] [maxconn N]}; the path must be
-    absolute.  C{level admin} is accepted as written in HAProxy
+    Parse C{PATH [mode OCTAL] [level admin] [maxconn N] [expose-fd
+    listeners]}; the path must be absolute.  C{expose-fd listeners} lets a
+    new process take the listening sockets over this socket (a handover,
+    L{l4lb.handover}).  C{level admin} is accepted as written in HAProxy
     configurations: every connection to l4lb's socket may run every
     command, so a lower level is refused rather than silently widened.
     """
@@ -78,7 +80,9 @@ def parse_stats_socket(text: str) -> StatsSocket:
             f" optionally followed by {_SOCKET_OPTIONS},"
             " e.g. '/run/l4lb/admin.sock mode 600'"
         )
-    options = _option_pairs(words[1:], _SOCKET_OPTIONS, ("mode", "level", "maxconn"))
+    options = _option_pairs(
+        words[1:], _SOCKET_OPTIONS, ("mode", "level", "maxconn", "expose-fd")
+    )
     mode = 0o600
     if "mode" in options:
         try:
@@ -97,7 +101,13 @@ def parse_stats_socket(text: str) -> StatsSocket:
             " write 'level admin' or nothing, and restrict who may connect with"
             " 'mode' and the socket directory's permissions"
         )
-    return StatsSocket(words[0], mode, _option_maxconn(options))
+    expose = options.get("expose-fd")
+    if expose is not None and expose.lower() != "listeners":
+        raise InvalidValue(
+            f"'expose-fd {expose}' is not available; only 'expose-fd listeners'"
+            " (hand the listening sockets to a new process) is"
+        )
+    return StatsSocket(words[0], mode, _option_maxconn(options), expose is not None)
 
 
 def parse_stats_bind(text: str) -> StatsBind:

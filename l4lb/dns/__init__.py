@@ -5,12 +5,14 @@ from A, AAAA or SRV records.
 
 L{l4lb.dns.records} decides what answers mean (pure, time passed in),
 L{l4lb.dns.client} asks the name servers on C{twisted.names}, and
+L{l4lb.dns.watches} says which names are watched for which servers, and
 L{l4lb.dns.discovery} applies the answers to the running servers through
 the runtime API.
 """
 
 from l4lb.dns.client import IDnsQuerier, NamesQuerier, ResolutionFailed
-from l4lb.dns.discovery import DnsDiscovery, Watch, watches_of
+from l4lb.dns.discovery import DnsDiscovery
+from l4lb.dns.watches import Watch, server_watch, watches_of
 from l4lb.dns.records import Record, Resolution, assign, follow, order_addresses, server_weight
 
 __all__ = [
@@ -24,6 +26,7 @@ __all__ = [
     "assign",
     "follow",
     "order_addresses",
+    "server_watch",
     "server_weight",
     "watches_of",
 ]

@@ -3,9 +3,9 @@ Asking a C{[resolvers]} section's name servers, on C{twisted.names}.
 
 L{NamesQuerier} sends each query over UDP to every UDP name server at
 once (C{timeout retry} per attempt, C{resolve_retries} attempts; the first
-answer wins), then over TCP to each C{tcp@} name server while none
-answers; an answer that does not fit in a datagram is asked again over
-TCP.  Messages are C{twisted.names}'; nothing blocks the reactor.
+answer wins), announcing C{accepted_payload_size} in an EDNS0 OPT record,
+then over TCP to each C{tcp@} name server while none answers; an answer
+that does not fit in that size (TC bit) is asked again over TCP.  Messages are C{twisted.names}'; nothing blocks the reactor.
 """
 
 from __future__ import annotations
@@ -121,7 +121,10 @@ class NamesQuerier:
             )
         if message.rCode != dns.OK:
             return Failure(resolver.exceptionForCode(message.rCode)(message))
-        return (message.answers, message.authority, message.additional)
+        # The name server's own OPT record is about the exchange, not a
+        # record of the answer.
+        additional = [r for r in message.additional if r.type != dns.OPT]
+        return (message.answers, message.authority, additional)
 
     def _ask(self, name: str, kind: int) -> "Deferred[Tuple[list, list, list]]":
         """
@@ -134,7 +137,7 @@ class NamesQuerier:
             attempts.append(
                 lambda: UdpExchange(
                     self.reactor, self._udp, query, self.spec.timeout_retry,
-                    self.spec.resolve_retries,
+                    self.spec.resolve_retries, self.spec.accepted_payload_size,
                 ).start().addCallback(lambda m: self._filter(self._fallback, m))
             )
         for tcp in self._tcp:

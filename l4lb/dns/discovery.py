@@ -16,30 +16,37 @@ by DNS: they finish where they are.
 
 The watches' records outlive a reload: the watch of the same name, backend
 and slots takes the records it had, so that a reload is a restart plus
-what DNS said.
+what DNS said.  A server added at run time with C{resolvers} is watched
+too, until C{del server} removes it or a reload drops it.
+
+C{hold valid} does not stretch C{timeout resolve} (HAProxy removed that in
+2019, commit f50e1ac, "timeout resolve not applied for valid
+resolutions"): it is how long a valid answer is trusted when a health
+check that could not connect asks for an early resolution
+(L{DnsDiscovery.check_failed}).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Sequence, Set, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from twisted.application.service import Service
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from l4lb.config.dns import ResolversSpec, ServerDns, server_dns
-from l4lb.config.model import Backend, Config
+from l4lb.config.dns import ResolversSpec
+from l4lb.config.model import Config
 from l4lb.dns.client import IDnsQuerier, NamesQuerier, ResolutionFailed
 from l4lb.dns.records import (
     OTHER,
     REASONS,
     VALID,
     Record,
-    Resolution,
     assign,
     follow,
     server_weight,
 )
+from l4lb.dns.watches import Watch, server_watch, watches_of
 from l4lb.interfaces import IBalancerRuntime
 
 _log = Logger(namespace="l4lb")
@@ -53,104 +60,17 @@ ADDRESS_CAUSE = "DNS cache"
 QuerierFactory = Callable[[ResolversSpec, Any], IDnsQuerier]
 
 
-class Watch:
-    """
-    One name looked up for one backend: a template's slots, or one
-    server that follows its host name.
-
-    @ivar backend: The backend's name.
-    @ivar fqdn: The name looked up.
-    @ivar names: The servers it places: the slots, or the one server.
-    @ivar template: Whether C{names} are a template's slots.
-    @ivar port: The port written with the name (0: none).
-    @ivar options: The servers' DNS options.
-    @ivar resolution: The records across answers.
-    @ivar held: The record each server holds (C{None}: empty).
-    """
-
-    def __init__(
-        self,
-        backend: str,
-        fqdn: str,
-        names: Tuple[str, ...],
-        template: bool,
-        port: int,
-        options: ServerDns,
-        spec: ResolversSpec,
-    ) -> None:
-        self.backend = backend
-        self.fqdn = fqdn
-        self.names = names
-        self.template = template
-        self.port = port
-        self.options = options
-        self.spec = spec
-        self.resolution = Resolution(spec)
-        self.held: Dict[str, Optional[Record]] = {}
-        self.call: Any = None
-        self.busy = False
-
-    @property
-    def srv(self) -> bool:
-        """
-        Whether the name is an SRV name.
-        """
-        return self.fqdn.startswith("_")
-
-    @property
-    def key(self) -> Tuple[Any, ...]:
-        """
-        What a watch of the next configuration must share to take over
-        this one's records.
-        """
-        return (self.backend, self.fqdn, self.names, self.template, self.port, self.spec)
-
-
-def watches_of(config: Config) -> List[Watch]:
-    """
-    The watches a configuration asks for.
-    """
-    specs = {spec.name: spec for spec in config.resolvers}
-    found: List[Watch] = []
-    for backend in config.backends:
-        found.extend(_backend_watches(backend, specs))
-    return found
-
-
-def _backend_watches(backend: Backend, specs: Dict[str, ResolversSpec]) -> List[Watch]:
-    found = []
-    in_template: Set[str] = set()
-    servers = {server.name: server for server in backend.servers}
-    for template in backend.templates:
-        in_template.update(template.names)
-        first = servers.get(template.names[0])
-        if first is None:
-            continue
-        options = server_dns(first.options)
-        if options.resolvers in specs:
-            found.append(
-                Watch(backend.name, template.fqdn, template.names, True, template.port,
-                      options, specs[options.resolvers])  # type: ignore[index]
-            )
-    for server in backend.servers:
-        options = server_dns(server.options)
-        if server.name in in_template or server.address is not None:
-            continue
-        if options.resolvers in specs:
-            found.append(
-                Watch(backend.name, server.host.rstrip(".").lower(), (server.name,), False,
-                      server.port, options, specs[options.resolvers])  # type: ignore[index]
-            )
-    return found
-
-
 class DnsDiscovery(Service):
     """
     Resolves the watched names and applies the answers (see the module's
     description).
 
     @ivar runtime: The running balancer.
-    @ivar watches: The watches in force, by L{Watch.key}.
+    @ivar querier: Makes the querier of each C{[resolvers]} section
+        (L{NamesQuerier}; tests give a fake).
+    @ivar watches: The watches in force, by L{Watch.key}: those of the
+        file's servers and templates and those of the servers added at
+        run time (L{server_added}).
     """
 
     def __init__(
@@ -161,7 +81,7 @@ class DnsDiscovery(Service):
     ) -> None:
         self.runtime = runtime
         self.reactor = reactor
-        self._querier = querier
+        self.querier = querier
         self._queriers: Dict[ResolversSpec, IDnsQuerier] = {}
         self.watches: Dict[Tuple[Any, ...], Watch] = {}
         self._warned = False
@@ -182,7 +102,35 @@ class DnsDiscovery(Service):
         if self._claimed[0] is not config:
             names = {(w.backend, name) for w in watches_of(config) for name in w.names}
             self._claimed = (config, names)
-        return (backend, server) in self._claimed[1]
+        if (backend, server) in self._claimed[1]:
+            return True
+        return (backend, server) in self.runtime.added_servers and self._added(
+            backend, server
+        ) is not None
+
+    def _added(self, backend: str, name: str) -> Optional[Watch]:
+        """
+        The watch of the server C{backend/name} added at run time, built
+        from the spec it runs with, or C{None}.
+        """
+        try:
+            server = self.runtime.find_server(backend, name)
+        except KeyError:
+            return None
+        specs = {spec.name: spec for spec in self.runtime.config.resolvers}
+        return server_watch(backend, server.spec, specs)
+
+    def _wanted(self, config: Config) -> List[Watch]:
+        """
+        The watches of C{config} and of the servers added at run time that
+        run with it.
+        """
+        found = watches_of(config)
+        for backend, name in list(self.runtime.added_servers):
+            watch = self._added(backend, name)
+            if watch is not None:
+                found.append(watch)
+        return found
 
     # -- life cycle ----------------------------------------------------------
 
@@ -191,6 +139,9 @@ class DnsDiscovery(Service):
         Put every watch in its starting state, then resolve at once.
         """
         super().startService()
+        monitor = self.runtime.monitor
+        if monitor is not None:
+            monitor.connect_failures.append(self.check_failed)
         if self._shared():
             if watches_of(self.runtime.config):
                 _log.error(
@@ -214,6 +165,9 @@ class DnsDiscovery(Service):
         """
         for watch in self.watches.values():
             self._cancel(watch)
+        monitor = self.runtime.monitor
+        if monitor is not None and self.check_failed in monitor.connect_failures:
+            monitor.connect_failures.remove(self.check_failed)
         return super().stopService()
 
     def apply(self, config: Config) -> None:
@@ -224,7 +178,7 @@ class DnsDiscovery(Service):
         """
         if self._shared():
             return
-        fresh = {watch.key: watch for watch in watches_of(config)}
+        fresh = {watch.key: watch for watch in self._wanted(config)}
         for key, watch in self.watches.items():
             self._cancel(watch)
             if key in fresh:
@@ -236,6 +190,33 @@ class DnsDiscovery(Service):
             self._settle(watch)
             if self.running:
                 self._schedule(watch, 0.0)
+
+    def server_added(self, backend: str, name: str) -> None:
+        """
+        C{add server} added C{backend/name}: with a host name and
+        C{resolvers}, its name is watched from now on (its C{init-addr}
+        first), as the servers of the file are.
+        """
+        if self._shared():
+            return
+        watch = self._added(backend, name)
+        if watch is None or watch.key in self.watches:
+            return
+        self.watches[watch.key] = watch
+        self._settle(watch)
+        if self.running:
+            self._schedule(watch, 0.0)
+
+    def server_removed(self, backend: str, name: str) -> None:
+        """
+        C{del server} removed C{backend/name}: its name is no longer
+        resolved.  (A reload that drops a server drops its watch in
+        L{apply}.)
+        """
+        for key, watch in list(self.watches.items()):
+            if not watch.template and watch.backend == backend and watch.names == (name,):
+                self._cancel(watch)
+                del self.watches[key]
 
     def _cancel(self, watch: Watch) -> None:
         if watch.call is not None and watch.call.active():
@@ -319,7 +300,7 @@ class DnsDiscovery(Service):
         watch.busy = True
         querier = self._queriers.get(watch.spec)
         if querier is None:
-            querier = self._queriers[watch.spec] = self._querier(watch.spec, self.reactor)
+            querier = self._queriers[watch.spec] = self.querier(watch.spec, self.reactor)
         d = querier.records(watch.fqdn, watch.srv, watch.options.prefer, watch.options.nets)
 
         def answered(records: List[Record]) -> None:
@@ -357,6 +338,32 @@ class DnsDiscovery(Service):
                 self._schedule(watch, watch.spec.timeout_resolve)
 
         d.addCallbacks(answered, failed).addBoth(done)
+
+    def check_failed(self, backend: Any, server: Any) -> None:
+        """
+        A health check of C{server} could not connect (C{L4CON},
+        C{L4TOUT}): its address may have moved, so its name is resolved
+        again at once rather than at the next C{timeout resolve}, unless
+        the last answer was valid and is younger than C{hold valid}
+        (HAProxy's C{resolv_trigger_resolution}).
+
+        @param backend: The server's L{l4lb.pool.BackendState}.
+        @param server: The L{l4lb.pool.Server}.
+        """
+        for watch in self.watches.values():
+            if watch.backend == backend.name and server.name in watch.names:
+                break
+        else:
+            return
+        if watch.busy or not self.running:
+            return
+        resolution = watch.resolution
+        if resolution.status == VALID and resolution.last_valid is not None:
+            age = self.reactor.seconds() - resolution.last_valid
+            if age < watch.spec.hold_for(VALID):
+                return
+        self._cancel(watch)
+        self._schedule(watch, 0.0)
 
     def update(self, watch: Watch, records: Sequence[Record]) -> None:
         """

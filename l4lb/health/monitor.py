@@ -17,7 +17,7 @@ from twisted.application.service import Service
 from twisted.internet.defer import Deferred, DeferredList, succeed
 
 from l4lb.health.build import tcp_checks
-from l4lb.health.server import Emit, ServerHealth, log_line
+from l4lb.health.server import ConnectFailure, Emit, ServerHealth, log_line
 from l4lb.pool import BackendState, Server
 
 #: Makes the checks of one server: C{(backend, server, reactor)} to a
@@ -35,6 +35,9 @@ class HealthMonitor(Service):
 
     @ivar servers: A L{ServerHealth} per server that has checks, in file
         order.
+    @ivar connect_failures: Told, in turn, when a health check could not
+        connect to its server (C{L4CON}, C{L4TOUT}): DNS discovery resolves
+        the server's name again early (L{l4lb.dns.discovery}).
     """
 
     def __init__(
@@ -63,6 +66,7 @@ class HealthMonitor(Service):
         self._rng = source
         self._emit = emit
         self.servers: List[ServerHealth] = []
+        self.connect_failures: List[ConnectFailure] = []
         self.builders = dict(DEFAULT_BUILDERS if builders is None else builders)
         for backend in backends:
             build = self.builders.get(backend.spec.mode)
@@ -72,7 +76,10 @@ class HealthMonitor(Service):
                 checks = list(build(backend, server, reactor))
                 if checks:
                     self.servers.append(
-                        ServerHealth(server, backend, reactor, checks, spread_checks, source, emit)
+                        ServerHealth(
+                            server, backend, reactor, checks, spread_checks, source, emit,
+                            self._connect_failed,
+                        )
                     )
 
     @property
@@ -108,7 +115,8 @@ class HealthMonitor(Service):
         if not checks:
             return None
         health = ServerHealth(
-            server, backend, self.reactor, checks, self._spread, self._rng, self._emit
+            server, backend, self.reactor, checks, self._spread, self._rng, self._emit,
+            self._connect_failed,
         )
         self.servers.append(health)
         if prepare is not None:
@@ -131,6 +139,10 @@ class HealthMonitor(Service):
         stopping = [health.stop() for health in self.servers if health.server is server]
         self.servers = [health for health in self.servers if health.server is not server]
         return DeferredList(stopping, consumeErrors=True)
+
+    def _connect_failed(self, backend: BackendState, server: Server) -> None:
+        for listener in list(self.connect_failures):
+            listener(backend, server)
 
     def find(self, backend: str, server: str) -> ServerHealth:
         """

@@ -23,7 +23,7 @@ from l4lb.health.actions import in_service, marked
 from l4lb.health.loop import CheckLoop
 from l4lb.health.observe import PassiveObserver
 from l4lb.health.state import HealthState
-from l4lb.health.status import HANA, INI, UNK, CheckResult
+from l4lb.health.status import HANA, INI, L4CON, L4TOUT, UNK, CheckResult
 from l4lb.interfaces import IHealthCheck
 from l4lb.pool import BackendState, Server
 from l4lb.tcp.phases import kill as kill_session
@@ -33,6 +33,13 @@ _log = Logger(namespace="l4lb")
 #: Emits one health log line: C{(level, text)} with level C{"info"},
 #: C{"warn"} or C{"critical"}.
 Emit = Callable[[str, str], None]
+
+#: Told that a health check of C{(backend, server)} could not connect.
+ConnectFailure = Callable[[BackendState, Server], None]
+
+#: The check statuses of a connection that could not be made: the server's
+#: address may have moved (HAProxy then asks its resolvers again).
+CONNECT_FAILURES = frozenset({L4CON, L4TOUT})
 
 
 def log_line(level: str, text: str) -> None:
@@ -74,6 +81,8 @@ class ServerHealth:
         stops it; the server then counts as UP unless its agent says
         DOWN).
     @ivar agent_loop: The loop of the agent check, or C{None}.
+    @ivar on_connect_failure: Told when a health check could not connect
+        (L{CONNECT_FAILURES}), or C{None}.
     """
 
     def __init__(
@@ -85,6 +94,7 @@ class ServerHealth:
         spread_checks: int = 0,
         rng: Optional[random.Random] = None,
         emit: Emit = log_line,
+        on_connect_failure: Optional[ConnectFailure] = None,
     ) -> None:
         """
         @param checks: The server's L{IHealthCheck} providers: at most one
@@ -93,6 +103,8 @@ class ServerHealth:
             added or taken away at random before each check.
         @param rng: The source of that jitter.
         @param emit: Where log lines go.
+        @param on_connect_failure: Told when a health check could not
+            connect.
         """
         self.server = server
         self.backend = backend
@@ -101,6 +113,7 @@ class ServerHealth:
         self.spread = spread_checks
         self.rng = rng or random.Random()
         self.emit = emit
+        self.on_connect_failure = on_connect_failure
         self.log_checks = backend.spec.log_health_checks
         self.check: Optional[Any] = None
         self.agent: Optional[Any] = None
@@ -323,6 +336,8 @@ class ServerHealth:
         self._last_check = result.status
         server.health_text = self.health_text()
         self._settle(result)
+        if result.status in CONNECT_FAILURES and self.on_connect_failure is not None:
+            self.on_connect_failure(self.backend, server)
 
     def apply_agent(self, result: CheckResult) -> None:
         """

@@ -20,8 +20,7 @@ import os
 import signal
 import socket
 import sys
-from contextlib import contextmanager
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import attr
 from twisted.internet.defer import Deferred
@@ -31,6 +30,7 @@ from twisted.protocols import amp
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from l4lb.adoption import nonblocking_adoption
 from l4lb.config.model import Config
 from l4lb.gcfreeze import freeze_when_running
 from l4lb.health.actions import marking
@@ -134,30 +134,6 @@ class WorkerService(BalancerService):
         Accept once the main process has sent the servers' state.
         """
         self.begun.addCallback(lambda _: BalancerService._open(self))
-
-
-@contextmanager
-def nonblocking_adoption() -> Iterator[None]:
-    """
-    Adopt descriptors into the reactor inside this block: socket objects
-    made in it wrap their descriptor in non-blocking mode.
-
-    Twisted's C{adoptStreamPort} and C{adoptStreamConnection} expect a
-    non-blocking descriptor and wrap it in a new C{socket.socket}.  Where
-    the default timeout is C{None}, PyPy's socket objects (unlike
-    CPython's) set what they wrap to blocking mode.  The mode belongs to
-    the open file, which the main process and every worker share: a
-    listener left blocking, even for a moment, can stop a worker in
-    C{accept} once the queue is empty.  A default timeout of 0 makes the
-    wrapping leave the descriptor non-blocking on both interpreters; a
-    worker changes it while it starts, before any other thread runs.
-    """
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(0.0)
-    try:
-        yield
-    finally:
-        socket.setdefaulttimeout(previous)
 
 
 def apply_server_state(

@@ -247,7 +247,7 @@ class WorkerPool(Service):
             # the adoption (which PyPy's socket objects leave blocking)
             # leaves no window, and spares this process, where other
             # threads may make sockets, a change of the default timeout
-            # (l4lb.workers.child.nonblocking_adoption; the worker's end is
+            # (l4lb.adoption.nonblocking_adoption; the worker's end is
             # adopted that way).
             os.set_blocking(ours.fileno(), False)
         finally:

@@ -309,7 +309,9 @@ def test_large_datagram_echoes_intact(balancers: BalancerFactory, echo: UdpEcho)
 
 def test_idle_sessions_expire_and_leave_no_socket(balancers: BalancerFactory, echo: UdpEcho) -> None:
     """After timeout udp every session has ended (logged as idle) and the fd count is back to its baseline."""
-    lb, port = start_echo_balancer(balancers, echo, "1s")
+    # Long enough that the 20 sessions below are all open at once even on
+    # a busy machine, short enough to wait for.
+    lb, port = start_echo_balancer(balancers, echo, "3s")
     assert exchange(port, b"warm-up") == b"warm-up"
     assert wait_until(lambda: len(udp_records(lb)) == 1, 10), lb.output()
     assert wait_until(lambda: lb.fd_count() == lb.fd_count(), 1)
