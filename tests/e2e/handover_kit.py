@@ -317,7 +317,9 @@ class UpgradingBalancer(Balancer):
             self.process.poll()
         if not process_gone(self.current):
             os.kill(self.current, signal.SIGTERM)
-        left = lambda: [p for p in self.pids if not self._gone(p)]  # noqa: E731
+        left = lambda: sorted(  # noqa: E731
+            {p for p in self.pids if not self._gone(p)} | set(self.strays())
+        )
         if not wait_until(lambda: not left(), timeout):
             stuck = left()
             for pid in stuck:
@@ -327,6 +329,27 @@ class UpgradingBalancer(Balancer):
                     pass
             self.fail(f"processes {stuck} still running {timeout:.0f}s after SIGTERM (killed)")
         self.join_output()
+
+    def strays(self) -> List[int]:
+        """
+        The running processes with this balancer's configuration file in
+        their arguments (new processes an upgrade started, workers), known
+        by pid or not: after a stop, any of them is a leak.
+        """
+        words = self.argv
+        config = words[words.index("--config") + 1].encode()
+        found = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit() or int(entry) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    arguments = f.read().split(b"\0")
+            except OSError:
+                continue
+            if config in arguments and not process_gone(int(entry)):
+                found.append(int(entry))
+        return found
 
     def _gone(self, pid: int) -> bool:
         if self.process is not None and pid == self.process.pid:
