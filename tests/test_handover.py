@@ -227,6 +227,17 @@ def test_handover_sends_each_socket_with_a_byte_of_the_line() -> None:
     assert service.admin_port is not None and service.admin_port.reading
 
 
+def test_a_stopping_process_does_not_hand_over() -> None:
+    """
+    A process that is stopping (SIGTERM, within its C{grace}) refuses a
+    handover: its listeners are about to close.
+    """
+    service = donor_for(EXPOSED)
+    service.instance_state = "stopping"
+    sent = admin_line(service, '_handover {"pid": 5, "version": "9"}')
+    assert b"the process is stopping" in sent.value() and sent.fds == []
+
+
 def test_a_lost_session_frees_the_running_process() -> None:
     """
     A new process that goes away before it commits leaves the running one

@@ -20,6 +20,7 @@ from twisted.python.failure import Failure
 
 from l4lb.handover.retire import retire
 from l4lb.handover.sockets import listening_sockets
+from l4lb.readiness import STOPPING
 from l4lb.handover.state import capture, dump
 
 _log = Logger(namespace="l4lb")
@@ -153,7 +154,7 @@ class Donor:
             raise HandoverRefused(
                 f"Handover refused: another handover is under way ({self.busy})."
             )
-        if self.service.workers is not None and getattr(self.service.workers, "_stopping", False):
+        if self.service.instance_state == STOPPING:
             raise HandoverRefused("Handover refused: the process is stopping.")
 
     # -- upgrade: start the new process ---------------------------------
