@@ -1,7 +1,11 @@
 """
 Equivalent configurations for every contestant: two backends, round robin,
-the same timeouts and connection limit, no per-connection logging, all on
-127.0.0.1.  Pure functions from ports to text, so they can be checked
+the same timeouts and connection limit, all on 127.0.0.1; either no
+per-connection logging, or (C{logging=True}) one line per connection as
+each logs by default: HAProxy's C{option tcplog} on its standard output,
+nginx's stream C{access_log} to a file, l4lb's tcplog line on its standard
+output (C{log = stdout}, as C{etc/lb.ini} has it).  The benchmark sends
+the standard output of each proxy to a file.  Pure functions from ports to text, so they can be checked
 without starting anything.
 """
 
@@ -50,17 +54,26 @@ def _pairs(frontends: Frontends, backends: Backends) -> List[Tuple[str, int, Tup
     return [("http", frontends.http, backends.http), ("sink", frontends.sink, backends.sink)]
 
 
-def haproxy_config(frontends: Frontends, backends: Backends, maxconn: int) -> str:
+def haproxy_config(frontends: Frontends, backends: Backends, maxconn: int, logging: bool = False) -> str:
     """
-    HAProxy in C{mode tcp} with one thread.
+    HAProxy in C{mode tcp} with one thread; with C{logging}, a tcplog line
+    per connection on its standard output.
     """
     lines = [
         "global",
         "    nbthread 1",
         f"    maxconn {maxconn}",
+    ]
+    if logging:
+        lines.append("    log stdout format raw local0")
+    lines += [
         "",
         "defaults",
         "    mode tcp",
+    ]
+    if logging:
+        lines += ["    log global", "    option tcplog"]
+    lines += [
         f"    timeout connect {CONNECT_TIMEOUT}",
         f"    timeout client {IDLE_TIMEOUT}",
         f"    timeout server {IDLE_TIMEOUT}",
@@ -104,6 +117,7 @@ def nginx_stream_config(
     workdir: str,
     module: Optional[str],
     half_close: bool = True,
+    logging: bool = False,
 ) -> str:
     """
     nginx's stream module with one worker process.
@@ -113,9 +127,18 @@ def nginx_stream_config(
     @param half_close: Relay a half-close as HAProxy and l4lb do
         (C{proxy_half_close}, nginx 1.21.4 and later); without it nginx ends
         the session when the client shuts its write half.
+    @param logging: Write a line per session to C{nginx-access.log}, with
+        about the fields of HAProxy's tcplog line (nginx's stream module
+        logs nothing unless told).
     """
     lines = _nginx_main(workdir, "nginx-proxy", maxconn, module)
     lines.append("stream {")
+    if logging:
+        lines += [
+            "    log_format tcplog '$remote_addr:$remote_port [$time_local] $server_port"
+            " $upstream_addr $upstream_connect_time/$session_time $bytes_sent $bytes_received $status';",
+            f"    access_log {workdir}/nginx-access.log tcplog;",
+        ]
     for name, port, (s1, s2) in _pairs(frontends, backends):
         lines += [
             f"    upstream {name}_servers {{",
@@ -171,17 +194,19 @@ def nginx_backend_config(ports: Sequence[int], docroot: str, maxconn: int, workd
     return "\n".join(lines) + "\n"
 
 
-def l4lb_config(frontends: Frontends, backends: Backends, maxconn: int, relay: str = "lean") -> str:
+def l4lb_config(
+    frontends: Frontends, backends: Backends, maxconn: int, relay: str = "lean", logging: bool = False
+) -> str:
     """
-    l4lb's lb.ini.  C{log = none}: like the others here, it logs no
-    connection (l4lb's default is a tcplog line per connection on stdout).
+    l4lb's lb.ini: C{log = none}, or with C{logging} its documented
+    C{log = stdout} (a tcplog line per connection).
 
     @param relay: Its C{tune.relay}.
     """
     lines = [
         "[global]",
         f"maxconn = {maxconn}",
-        "log = none",
+        "log = stdout" if logging else "log = none",
         f"tune.relay = {relay}",
         "",
         "[defaults]",

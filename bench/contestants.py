@@ -104,6 +104,7 @@ class Contestant:
     @ivar is_proxy: Whether a process sits in between (so it has CPU time
         and memory to measure).
     @ivar udp: Whether it relays UDP; when not, C{udp_note} says why.
+    @ivar logging: Whether it logs a line per connection (C{--logging}).
     """
 
     name = ""
@@ -111,6 +112,7 @@ class Contestant:
     is_proxy = True
     udp = False
     udp_note = "n/a"
+    logging = False
 
     def missing(self) -> Optional[str]:
         """
@@ -211,7 +213,7 @@ class HAProxy(Contestant):
         """
         Write C{haproxy.cfg}.
         """
-        return _write(workdir, "haproxy.cfg", haproxy_config(frontends, backends, maxconn))
+        return _write(workdir, "haproxy.cfg", haproxy_config(frontends, backends, maxconn, self.logging))
 
     def argv(self, workdir: str, config: str) -> List[str]:
         """
@@ -257,7 +259,7 @@ class Nginx(Contestant):
         """
         module = nginx_stream_module()[1]
         half_close = nginx_version() >= (1, 21, 4)
-        text = nginx_stream_config(frontends, backends, maxconn, workdir, module, half_close)
+        text = nginx_stream_config(frontends, backends, maxconn, workdir, module, half_close, self.logging)
         return _write(workdir, "nginx-proxy.conf", text)
 
     def argv(self, workdir: str, config: str) -> List[str]:
@@ -321,7 +323,7 @@ class L4lb(Contestant):
         """
         Write C{l4lb.ini}.
         """
-        return _write(workdir, "l4lb.ini", l4lb_config(frontends, backends, maxconn))
+        return _write(workdir, "l4lb.ini", l4lb_config(frontends, backends, maxconn, logging=self.logging))
 
     def argv(self, workdir: str, config: str) -> List[str]:
         """
@@ -337,20 +339,22 @@ class L4lb(Contestant):
         return [os.path.join(self.bin_dir, "l4lb"), "check", config]
 
 
-class L4lbEpoll(L4lb):
+class L4lbTwistedEpoll(L4lb):
     """
-    l4lb on its own reactor: C{twistd --reactor=l4lb-epoll -n --pidfile= l4lb ...}.
+    l4lb on Twisted's own epoll reactor (C{twistd --reactor=epoll -n
+    --pidfile= l4lb ...}), the reactor C{twistd l4lb} ran on before it
+    chose l4lb's (C{l4lb-epoll}) by itself.
     """
 
-    name = "l4lb-epoll"
-    label = "l4lb (l4lb-epoll)"
+    name = "l4lb-twisted"
+    label = "l4lb (Twisted's epoll)"
 
     def argv(self, workdir: str, config: str) -> List[str]:
         """
-        L{L4lb}'s command line with C{--reactor=l4lb-epoll}.
+        L{L4lb}'s command line with C{--reactor=epoll}.
         """
         twistd, *rest = super().argv(workdir, config)
-        return [twistd, "--reactor=l4lb-epoll", *rest]
+        return [twistd, "--reactor=epoll", *rest]
 
 
 class L4lbClassic(L4lb):
@@ -367,7 +371,7 @@ class L4lbClassic(L4lb):
         """
         Write C{l4lb.ini} with C{tune.relay = classic}.
         """
-        return _write(workdir, "l4lb.ini", l4lb_config(frontends, backends, maxconn, "classic"))
+        return _write(workdir, "l4lb.ini", l4lb_config(frontends, backends, maxconn, "classic", self.logging))
 
 
 class L4lbPyPy(L4lb):
@@ -402,7 +406,7 @@ def all_contestants(l4lb_bin: str, pypy_bin: str = DEFAULT_PYPY_BIN) -> List[Con
         HAProxy(),
         Nginx(),
         L4lb(l4lb_bin),
-        L4lbEpoll(l4lb_bin),
+        L4lbTwistedEpoll(l4lb_bin),
         L4lbClassic(l4lb_bin),
         L4lbPyPy(pypy_bin),
     ]

@@ -220,7 +220,13 @@ def markdown(
     lines += [
         "",
         f"Medians of {meta['rounds']} interleaved rounds of {meta['seconds']:g} s per load."
-        " In parentheses, the ratio to HAProxy measured in the same run (to nginx for UDP)."
+        + (
+            " Logging on: every proxy wrote a line per connection (HAProxy and l4lb a tcplog line"
+            " on standard output, to a file; nginx its stream access_log)."
+            if meta.get("logging")
+            else " Logging off: no proxy wrote a line per connection."
+        )
+        + " In parentheses, the ratio to HAProxy measured in the same run (to nginx for UDP)."
         " For rates, latency and memory it is this value divided by the reference's;"
         " for the proxy CPU rows it is the work done per proxy CPU-second relative to the"
         " reference (the reference's CPU per unit divided by this one's), so above 1 is better"

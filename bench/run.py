@@ -66,7 +66,7 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
         default=10000,
         help="idle connections for the memory measure (default 10000, lowered to fit the open-file limit)",
     )
-    p.add_argument("--only", default="", help="comma-separated contestants: direct,haproxy,nginx,l4lb,l4lb-epoll,l4lb-classic,l4lb-pypy")
+    p.add_argument("--only", default="", help="comma-separated contestants: direct,haproxy,nginx,l4lb,l4lb-twisted,l4lb-classic,l4lb-pypy")
     p.add_argument("--tests", default=",".join(TESTS), help=f"comma-separated loads (default {','.join(TESTS)})")
     p.add_argument("--l4lb-bin", default=default_l4lb_bin(), help="directory of the twistd running l4lb (default: this interpreter's)")
     p.add_argument(
@@ -76,6 +76,11 @@ def parse_args(argv: Optional[Sequence[str]]) -> argparse.Namespace:
     )
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results"), help="output directory")
     p.add_argument("--name", default="latest", help="base name of the output files (default latest)")
+    p.add_argument(
+        "--logging",
+        action="store_true",
+        help="every proxy logs a line per connection (HAProxy and l4lb a tcplog line on standard output, to a file; nginx its access_log)",
+    )
     p.add_argument("--keep", action="store_true", help="keep the working directory (configs, logs)")
     p.add_argument("--dry-run", action="store_true", help="write and validate the configurations, run nothing")
     p.add_argument("--from-json", metavar="JSON", help="only redraw the table and chart of an earlier run's JSON")
@@ -116,6 +121,7 @@ class Bench:
         for c in all_contestants(args.l4lb_bin, args.l4lb_pypy_bin):
             if only and c.name not in only:
                 continue
+            c.logging = args.logging
             why = c.missing()
             if why is not None:
                 print(f"note: skipping {c.label}: {why}", flush=True)
@@ -245,6 +251,7 @@ class Bench:
             "proxy_cpu": self.proxy_cpu,
             "load_cpus": self.load_cpus,
             "wrk_connections": CONNECTIONS,
+            "logging": self.args.logging,
             "machine": _machine(),
             "loadavg_start_end": self.loadavg,
             "versions": {c.name: c.version() for c in self.contestants if c.is_proxy},

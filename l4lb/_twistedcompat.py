@@ -3,11 +3,14 @@ The parts of Twisted that l4lb relies on and that Twisted does not promise.
 
 Every use of Twisted's private API (underscore names, private modules,
 transports built by hand, methods replaced on live objects) is in this
-module, and nowhere else in l4lb (C{tests/test_twistedcompat.py} checks).
-At import, L{check} looks for each of them in the installed Twisted and
-raises an C{ImportError} naming everything that is missing and the Twisted
-versions l4lb is tested with (L{TESTED}), so that a Twisted release that
-changed them stops l4lb at start-up rather than breaking live connections.
+module and its TLS half L{l4lb._twistedcompat_tls} (apart, so that Twisted's
+TLS is imported only when used), and nowhere else in l4lb
+(C{tests/test_twistedcompat.py} checks).  At import, L{check} looks for each
+of them in the installed Twisted (the TLS transport's when
+L{l4lb._twistedcompat_tls} is imported) and raises an C{ImportError} naming
+everything that is missing and the Twisted versions l4lb is tested with
+(L{TESTED}), so that a Twisted release that changed them stops l4lb at
+start-up rather than breaking live connections.
 
 What l4lb uses, and why:
 
@@ -78,26 +81,18 @@ try:
 except ImportError:  # pragma: no cover - a platform without UNIX sockets
     unix = None  # type: ignore[assignment]
 from twisted.logger import Logger
-from twisted.protocols import tls as _tls
-from twisted.protocols.tls import TLSMemoryBIOProtocol
-from twisted.python.failure import Failure
 
 if TYPE_CHECKING:
-    from twisted.protocols.tls import BufferingTLSTransport
-else:
-    # Before Twisted 23.10 there is none: check() says so.
-    BufferingTLSTransport = getattr(_tls, "BufferingTLSTransport", None)
+    from l4lb._twistedcompat_tls import TLSTransportInternals
 
 try:
     from twisted.internet.epollreactor import EPollReactor
 except ImportError:  # No epoll on this system: L{l4lb.reactor} says so.
     EPollReactor = None  # type: ignore[assignment,misc]
 
-try:
+if TYPE_CHECKING:
     from twisted.protocols.haproxy._v1parser import V1Parser
     from twisted.protocols.haproxy._v2parser import V2Parser
-except ImportError:
-    V1Parser = V2Parser = None  # type: ignore[assignment,misc]
 
 __all__ = [
     "TESTED",
@@ -178,9 +173,21 @@ def _missing_reactor() -> List[str]:
     return missing
 
 
+def _buffering_tls() -> Any:
+    """
+    Twisted's buffering TLS transport (none before Twisted 23.10).
+    """
+    from twisted.protocols import tls
+
+    return getattr(tls, "BufferingTLSTransport", None)
+
+
 def _missing_tls() -> List[str]:
+    from twisted.protocols.tls import TLSMemoryBIOProtocol
+
     missing = []
     tls = TLSMemoryBIOProtocol
+    BufferingTLSTransport = _buffering_tls()
     for name in ("_flushReceiveBIO", "_flushSendBIO", "_tlsShutdownFinished"):
         if not callable(getattr(tls, name, None)):
             missing.append(f"TLSMemoryBIOProtocol.{name}()")
@@ -202,15 +209,31 @@ def _missing_tls() -> List[str]:
     return missing
 
 
+#: The module of each of Twisted's PROXY protocol parsers.
+_PARSERS = {"V1Parser": "_v1parser", "V2Parser": "_v2parser"}
+
+
+def _proxy_parser(name: str) -> Any:
+    """
+    Twisted's PROXY protocol parser C{name}, or C{None}.
+    """
+    try:
+        module = importlib.import_module(f"twisted.protocols.haproxy.{_PARSERS[name]}")
+    except ImportError:
+        return None
+    return getattr(module, name, None)
+
+
+def _missing_parsers() -> List[str]:
+    missing = []
+    for name, module in _PARSERS.items():
+        if not callable(getattr(_proxy_parser(name), "feed", None)):
+            missing.append(f"twisted.protocols.haproxy.{module}.{name}.feed()")
+    return missing
+
+
 def _missing_transports() -> List[str]:
     missing = []
-    for module, name in (("_v1parser", "V1Parser"), ("_v2parser", "V2Parser")):
-        try:
-            parser = getattr(importlib.import_module(f"twisted.protocols.haproxy.{module}"), name, None)
-        except ImportError:
-            parser = None
-        if not callable(getattr(parser, "feed", None)):
-            missing.append(f"twisted.protocols.haproxy.{module}.{name}.feed()")
     try:
         parameters = list(inspect.signature(tcp.Server.__init__).parameters)
     except (TypeError, ValueError):
@@ -245,12 +268,13 @@ _ADDED = {
 }
 
 
-def _clashes() -> List[str]:
+def _clashes(*classes: Any) -> List[str]:
     """
-    The names l4lb adds to Twisted's classes that Twisted now defines too.
+    The names l4lb adds to those of Twisted's C{classes} that Twisted now
+    defines too.
     """
     found = []
-    for cls in (EPollReactor, BufferingTLSTransport):
+    for cls in classes:
         if cls is None:
             continue
         for name in _ADDED[cls.__name__]:
@@ -259,31 +283,77 @@ def _clashes() -> List[str]:
     return found
 
 
-def missing() -> List[str]:
+def missing(tls: bool = True, proxy: bool = True) -> List[str]:
     """
     The parts of Twisted's private API that l4lb relies on and the
     installed Twisted lacks (see the module's description).
+
+    @param tls: Whether to check the TLS transport's parts too, which
+        imports Twisted's TLS (and pyOpenSSL).
+    @param proxy: Whether to check the PROXY protocol parsers too, which
+        imports Twisted's PROXY protocol package (and its endpoints, and
+        pyOpenSSL).
     """
-    return _missing_reactor() + _missing_tls() + _missing_transports() + _clashes()
+    found = _missing_reactor() + _missing_transports() + _clashes(EPollReactor)
+    if proxy:
+        found += _missing_parsers()
+    if tls:
+        found += _missing_tls() + _clashes(_buffering_tls())
+    return found
 
 
-def check() -> None:
+def check(tls: bool = True, proxy: bool = True) -> None:
     """
     Check that the installed Twisted has every private part l4lb relies on.
 
+    At import only the parts used by every configuration are checked, so
+    that one without TLS or C{accept-proxy} does not load what those need:
+    L{l4lb._twistedcompat_tls} checks the TLS transport's parts when it is
+    imported, and the PROXY protocol parsers are checked when first asked
+    for (L{__getattr__}), as a bind with C{accept-proxy} is set up.
+
+    @param tls: Whether to check the TLS transport's parts too.
+    @param proxy: Whether to check the PROXY protocol parsers too.
     @raise ImportError: Naming everything that is missing, the installed
         Twisted's version and the range l4lb is tested with.
     """
-    lacking = missing()
+    lacking = missing(tls, proxy)
     if lacking:
-        raise ImportError(
-            f"l4lb cannot run on Twisted {twisted.__version__}, which lacks parts"
-            f" of its private API that l4lb relies on: {', '.join(lacking)}."
-            f"  l4lb is tested with Twisted {TESTED}: install a Twisted in that range."
-        )
+        _refuse(lacking)
 
 
-check()
+def _refuse(lacking: List[str]) -> None:
+    """
+    @raise ImportError: Naming the parts C{lacking}, the installed
+        Twisted's version and the range l4lb is tested with.
+    """
+    raise ImportError(
+        f"l4lb cannot run on Twisted {twisted.__version__}, which lacks parts"
+        f" of its private API that l4lb relies on: {', '.join(lacking)}."
+        f"  l4lb is tested with Twisted {TESTED}: install a Twisted in that range."
+    )
+
+
+check(tls=False, proxy=False)
+
+
+def __getattr__(name: str) -> Any:
+    """
+    L{TLSTransportInternals} (from L{l4lb._twistedcompat_tls}) and Twisted's
+    PROXY protocol parsers L{V1Parser} and L{V2Parser}, imported when first
+    asked for: they import Twisted's TLS.
+    """
+    if name == "TLSTransportInternals":
+        from l4lb._twistedcompat_tls import TLSTransportInternals
+
+        return TLSTransportInternals
+    if name in _PARSERS:
+        lacking = _missing_parsers()
+        if lacking:
+            _refuse(lacking)
+        globals().update((parser, _proxy_parser(parser)) for parser in _PARSERS)
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def server_transport(sock: socket.socket, protocol: Any, peer: Any, reactor: Any) -> tcp.Server:
@@ -436,79 +506,3 @@ if EPollReactor is not None:
 
 else:  # pragma: no cover - only where there is no epoll
     EPollInternals = None  # type: ignore[assignment,misc]
-
-
-class TLSTransportInternals(BufferingTLSTransport):
-    """
-    Twisted's buffering TLS transport, with the internal state and steps
-    L{l4lb.tcp._tlsclose} uses under names of l4lb's own, and its receive
-    and send steps routed through L{receive_plaintext} and
-    L{send_tls_output}, which a subclass may override.
-    """
-
-    @property
-    def tls_connection(self) -> Any:
-        """
-        The OpenSSL connection, or C{None} once the TCP connection is gone.
-        """
-        return self._tlsConnection
-
-    @property
-    def handshake_done(self) -> bool:
-        """
-        Whether the TLS handshake completed.
-        """
-        return bool(self._handshakeDone)
-
-    @property
-    def tls_lost(self) -> bool:
-        """
-        Whether the TLS session ended (or failed).
-        """
-        return bool(self._lostTLSConnection)
-
-    @property
-    def tls_aborted(self) -> bool:
-        """
-        Whether the connection was aborted.
-        """
-        return bool(self._aborted)
-
-    @property
-    def plaintext_waiting(self) -> bool:
-        """
-        Whether written plaintext waits for the handshake (or a
-        renegotiation) before it can be encrypted.
-        """
-        return bool(self._appSendBuffer)
-
-    def flush_small_writes(self) -> None:
-        """
-        Encrypt the small writes gathered for this turn now.
-        """
-        self._aggregator.flush()
-
-    def tls_failed(self, reason: Failure) -> None:
-        """
-        End the connection for a TLS error, as Twisted does.
-        """
-        self._tlsShutdownFinished(reason)
-
-    def receive_plaintext(self) -> None:
-        """
-        Hand the plaintext OpenSSL has to the wrapped protocol (Twisted's
-        receive loop unless overridden).
-        """
-        super()._flushReceiveBIO()
-
-    def send_tls_output(self) -> None:
-        """
-        Write what OpenSSL has to send to the TCP connection.
-        """
-        super()._flushSendBIO()  # type: ignore[no-untyped-call]
-
-    def _flushReceiveBIO(self) -> None:
-        self.receive_plaintext()
-
-    def _flushSendBIO(self) -> None:
-        self.send_tls_output()

@@ -10,51 +10,49 @@ C{tcplog} line.  A line is formatted once, when its session ends.
 from __future__ import annotations
 
 import json
+from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any, Callable, Dict
 
 from l4lb.logs import ConnectionRecord, format_date, format_tcplog
 from l4lb.udp.log import UdpRecord, format_udplog
 
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
+_quote = encode_basestring_ascii
+_SNI_KEY = ',"sni":'
 
 
 def _millis(seconds: Any) -> int:
-    return -1 if seconds is None else int(round(seconds * 1000))
+    return -1 if seconds is None else round(seconds * 1000)
 
 
 def json_tcplog(r: ConnectionRecord) -> str:
     """
     A TCP connection as one JSON object, its keys in the order of the
     C{tcplog} line; C{sni} is present where the line has its capture.
+
+    Written out by hand rather than through a dictionary and the encoder,
+    which costs four times as much per line; every string goes through
+    the encoder's own escaping, so the text is what C{json.dumps} with
+    compact separators writes (a test compares the two).
     """
-    fields: Dict[str, Any] = {
-        "mode": "tcp",
-        "client_ip": r.client_host,
-        "client_port": r.client_port,
-        "accept_date": format_date(r.accepted),
-        "accept_ts": round(r.accepted, 3),
-        "frontend_name": r.frontend,
-        "backend_name": r.backend,
-        "server_name": r.server or "<NOSRV>",
-        "Tw": _millis(r.queue_time),
-        "Tc": _millis(r.connect_time),
-        "Tt": _millis(r.total_time),
-        "bytes_read": r.bytes_out,
-        "termination_state": r.termination,
-        "actconn": r.actconn,
-        "feconn": r.feconn,
-        "beconn": r.beconn,
-        "srv_conn": r.srvconn,
-        "retries": r.retries,
-        "redispatched": r.redispatched,
-        "srv_queue": r.srv_queue,
-        "backend_queue": r.backend_queue,
-    }
-    if r.sni is not None:
-        # Only on frontends that route by TLS server name, as on the
-        # tcplog line's trailing capture.
-        fields["sni"] = r.sni
-    return _dumps(fields)
+    sni = r.sni
+    queue_time = r.queue_time
+    connect_time = r.connect_time
+    return (
+        f'{{"mode":"tcp","client_ip":{_quote(r.client_host)},"client_port":{r.client_port:d}'
+        f',"accept_date":"{format_date(r.accepted)}","accept_ts":{round(r.accepted, 3)!r}'
+        f',"frontend_name":{_quote(r.frontend)},"backend_name":{_quote(r.backend)}'
+        f',"server_name":{_quote(r.server or "<NOSRV>")}'
+        f',"Tw":{-1 if queue_time is None else round(queue_time * 1000)}'
+        f',"Tc":{-1 if connect_time is None else round(connect_time * 1000)}'
+        f',"Tt":{round(r.total_time * 1000)}'
+        f',"bytes_read":{r.bytes_out:d},"termination_state":{_quote(r.termination)}'
+        f',"actconn":{r.actconn:d},"feconn":{r.feconn:d},"beconn":{r.beconn:d}'
+        f',"srv_conn":{r.srvconn:d},"retries":{r.retries:d}'
+        f',"redispatched":{"true" if r.redispatched else "false"}'
+        f',"srv_queue":{r.srv_queue:d},"backend_queue":{r.backend_queue:d}'
+        f'{"" if sni is None else _SNI_KEY + _quote(sni)}}}'
+    )
 
 
 def json_udplog(r: UdpRecord) -> str:

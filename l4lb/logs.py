@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import IO, Any, Optional
+from typing import Any, List, Optional
 
 import attr
 
@@ -22,27 +22,56 @@ _MONTHS = (
 )
 
 
+class _DateCache:
+    """
+    The last date formatted, and its seconds part: connections logged
+    within the same millisecond share the date, those within the same
+    second its seconds part, and only the milliseconds are formatted.
+    """
+
+    __slots__ = ("second", "text", "millisecond", "date")
+
+    def __init__(self) -> None:
+        self.second = -1
+        self.text = ""
+        self.millisecond = -1
+        self.date = ""
+
+
+_date_cache = _DateCache()
+
+
 def format_date(when: float) -> str:
     """
     Format a time as HAProxy's accept date, C{06/Feb/2009:12:12:51.443}, in
     local time.
     """
-    t = time.localtime(when)
-    millis = int((when - int(when)) * 1000)
-    return (
-        f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year:04d}:"
-        f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}.{millis:03d}"
-    )
+    cache = _date_cache
+    millisecond = int(when * 1000)
+    if millisecond == cache.millisecond:
+        return cache.date
+    second = millisecond // 1000
+    if second != cache.second:
+        t = time.localtime(second)
+        cache.text = (
+            f"{t.tm_mday:02d}/{_MONTHS[t.tm_mon - 1]}/{t.tm_year:04d}:"
+            f"{t.tm_hour:02d}:{t.tm_min:02d}:{t.tm_sec:02d}."
+        )
+        cache.second = second
+    cache.millisecond = millisecond
+    cache.date = f"{cache.text}{millisecond % 1000:03d}"
+    return cache.date
 
 
 def _millis(seconds: Optional[float]) -> int:
     return -1 if seconds is None else int(round(seconds * 1000))
 
 
-@attr.s(frozen=True, slots=True, auto_attribs=True)
+@attr.s(slots=True, auto_attribs=True)
 class ConnectionRecord:
     """
-    What one connection log line says.
+    What one connection log line says.  Made once per logged connection
+    (not frozen: a frozen class pays a call per field to build one).
 
     @ivar client_host: The client's IP address.
     @ivar client_port: The client's port.
@@ -101,29 +130,60 @@ def format_tcplog(r: ConnectionRecord) -> str:
     braces as HAProxy prints a captured value: C{{db.example.com}}, or
     C{{}} for none.
     """
-    retries = f"+{r.retries}" if r.redispatched else str(r.retries)
-    capture = "" if r.sni is None else f" {{{r.sni}}}"
-    return (
-        f"{r.client_host}:{r.client_port} [{format_date(r.accepted)}]"
-        f" {r.frontend} {r.backend}/{r.server or '<NOSRV>'}"
-        f" {_millis(r.queue_time)}/{_millis(r.connect_time)}/{_millis(r.total_time)}"
-        f" {r.bytes_out} {r.termination}"
-        f" {r.actconn}/{r.feconn}/{r.beconn}/{r.srvconn}/{retries}"
-        f" {r.srv_queue}/{r.backend_queue}{capture}"
+    queue_time = r.queue_time
+    connect_time = r.connect_time
+    sni = r.sni
+    return "%s:%d [%s] %s %s/%s %d/%d/%d %d %s %d/%d/%d/%d/%s%d %d/%d%s" % (
+        r.client_host,
+        r.client_port,
+        format_date(r.accepted),
+        r.frontend,
+        r.backend,
+        r.server or "<NOSRV>",
+        -1 if queue_time is None else round(queue_time * 1000),
+        -1 if connect_time is None else round(connect_time * 1000),
+        round(r.total_time * 1000),
+        r.bytes_out,
+        r.termination,
+        r.actconn,
+        r.feconn,
+        r.beconn,
+        r.srvconn,
+        "+" if r.redispatched else "",
+        r.retries,
+        r.srv_queue,
+        r.backend_queue,
+        "" if sni is None else f" {{{sni}}}",
     )
+
+
+#: Lines held before a turn's write is made at once: a burst of endings in
+#: one turn is written in pieces of about this many lines.
+MOST_PENDING_LINES = 256
 
 
 class LogSink:
     """
-    Writes log lines to a stream, one line per call.
+    Writes log lines to a file or a standard stream, once per reactor turn.
+
+    Lines written during one turn of the reactor are kept and written
+    together, with one C{write} system call, when the reactor next runs its
+    due calls (C{callLater(0)}), or at once when L{MOST_PENDING_LINES} are
+    waiting; L{close} and L{reopen} write what is pending first.  Without a
+    reactor every line is written at once.
 
     @ivar target: Where the lines go.
+    @ivar failed: Lines that could not be written (the error is reported
+        on standard error).
     """
 
-    def __init__(self, target: LogTarget) -> None:
+    def __init__(self, target: LogTarget, reactor: Optional[Any] = None) -> None:
         self.target = target
-        self._stream: Optional[IO[str]] = None
-        self._owned = False
+        self.reactor = reactor
+        self.failed = 0
+        self._fd: Optional[int] = None
+        self._pending: List[str] = []
+        self._flush_call: Optional[Any] = None
         self.reopen()
 
     def reopen(self) -> None:
@@ -132,47 +192,72 @@ class LogSink:
 
         The new destination is opened before the old one is closed: when it
         cannot be opened the sink keeps writing where it wrote before.
+        Lines still waiting go to the old destination.
 
         @raise OSError: The destination cannot be opened.
         """
         kind = self.target.kind
-        stream: Optional[IO[str]] = None
+        fd: Optional[int] = None
         if kind == "file":
             assert self.target.path is not None
-            stream = open(self.target.path, "a", buffering=1, encoding="utf-8")
+            fd = os.open(self.target.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         elif kind in ("stdout", "stderr"):
             # twistd replaces sys.stdout with a logging file; connection logs
-            # go to the real descriptor, raw, one line each.
-            fd = 1 if kind == "stdout" else 2
-            stream = os.fdopen(os.dup(fd), "w", buffering=1, encoding="utf-8")
+            # go to the real descriptor, raw.
+            fd = os.dup(1 if kind == "stdout" else 2)
         self.close()
-        self._stream = stream
-        self._owned = stream is not None
+        self._fd = fd
 
     def write(self, line: str) -> None:
         """
-        Write one line.
+        Write one line (in this reactor turn's write).
         """
-        stream = self._stream
-        if stream is None:
+        if self._fd is None:
+            return
+        pending = self._pending
+        pending.append(line)
+        if self.reactor is None or len(pending) >= MOST_PENDING_LINES:
+            self.flush()
+        elif self._flush_call is None:
+            self._flush_call = self.reactor.callLater(0, self.flush)
+
+    def flush(self) -> None:
+        """
+        Write the lines waiting, with one system call when the destination
+        takes them all.
+        """
+        call, self._flush_call = self._flush_call, None
+        if call is not None and call.active():
+            call.cancel()
+        pending = self._pending
+        if not pending:
+            return
+        count = len(pending)
+        data = ("\n".join(pending) + "\n").encode("utf-8", "replace")
+        pending.clear()
+        fd = self._fd
+        if fd is None:
             return
         try:
-            stream.write(line + "\n")
+            while data:
+                written = os.write(fd, data)
+                data = data[written:]
         except OSError as e:
+            self.failed += count
             if sys.__stderr__ is not None:
                 sys.__stderr__.write(f"l4lb: cannot write log line: {e}\n")
 
     def close(self) -> None:
         """
-        Close the destination if this sink opened it.
+        Write what is waiting, then close the destination.
         """
-        if self._stream is not None and self._owned:
+        self.flush()
+        fd, self._fd = self._fd, None
+        if fd is not None:
             try:
-                self._stream.close()
+                os.close(fd)
             except OSError:
                 pass
-        self._stream = None
-        self._owned = False
 
 
 def open_sink(target: LogTarget, reactor: Any) -> Any:
@@ -184,7 +269,7 @@ def open_sink(target: LogTarget, reactor: Any) -> Any:
         from l4lb.syslog import SyslogSink
 
         return SyslogSink(target, reactor)
-    return LogSink(target)
+    return LogSink(target, reactor)
 
 
 class MemorySink:

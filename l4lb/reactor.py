@@ -20,8 +20,15 @@ Its main loop takes a short way through the usual turn of a busy relay
 (nothing from threads, nothing newly scheduled, nothing due): it waits for
 the next scheduled call directly instead of running Twisted's
 C{runUntilCurrent} and C{timeout} for nothing.  For the lean relay it also
-offers C{hand_over} and C{forget}, which save C{epoll_ctl} calls when a
-socket changes hands or is closed.
+offers C{hand_over}, which saves C{epoll_ctl} calls when a socket changes
+hands.
+
+A socket is always taken out of epoll's set before it is closed, although
+closing it would do so when no other process holds it: a child process
+(a worker, the new process of an upgrade) can hold a copy of the descriptor
+for a moment after C{fork}, and the registration of a closed socket still
+open elsewhere stays in the set under its old number; once the number is
+reused, its events would reach the new socket's handler.
 
 Run it with C{twistd --reactor=l4lb-epoll -n l4lb --config lb.ini}; Linux
 only (it needs C{select.epoll}).
@@ -161,20 +168,6 @@ class L4lbEPollReactor(EPollInternals):
         """
         self.runUntilCurrent()
         return self.timeout()
-
-    def forget(self, selectable: Any) -> None:
-        """
-        Drop C{selectable} from the reactor's sets without telling epoll:
-        for a socket closed right after the call, which takes it out of the
-        epoll set itself (no other descriptor refers to it).  That saves a
-        system call per socket closed.
-        """
-        fd = selectable.fileno()
-        selectables = self.selectables
-        if fd >= 0 and selectables.get(fd) is selectable:
-            del selectables[fd]
-            self.reading.discard(fd)
-            self.writing.discard(fd)
 
     def hand_over(self, old: Any, new: Any, reading: bool, writing: bool) -> bool:
         """

@@ -16,7 +16,6 @@ from typing import Any, Dict, List, Optional
 
 from twisted.application.service import MultiService
 from twisted.internet.defer import Deferred, DeferredList, succeed
-from twisted.internet.endpoints import serverFromString
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -24,7 +23,7 @@ from zope.interface import implementer
 from l4lb.balancers import find_factory
 from l4lb.admin.cap import CappedFactory, caps_in_effect, own_listeners
 from l4lb.config.model import Config, GlobalSettings
-from l4lb.etcd import EtcdProviders
+from l4lb.etcd._providers import EtcdProviders
 from l4lb.handover.sockets import (
     Key,
     adopt_datagram,
@@ -49,9 +48,9 @@ from l4lb.statefile import load_server_state
 from l4lb.tcp import lean
 from l4lb.tcp.accept import accept_directly
 from l4lb.tcp.backlog import effective_backlog, with_backlog
+from l4lb.tcp.listen import listening_factory, server_endpoint
 from l4lb.tcp.frontend import FrontendFactory, FrontendState
 from l4lb.tcp.stagelist import bind_stages, build_stages
-from l4lb.tcp.tls import attach_tls, listening_factory
 from l4lb.tcp.limits import ConnectionLimiter
 from l4lb.tcp.phases import kill as kill_session
 from l4lb.udp.check import udp_checks
@@ -333,7 +332,7 @@ class BalancerService(RuntimeControls, MultiService):
 
         host = where.host.replace(":", "\\:")
         kind = "tcp6" if ":" in where.host else "tcp"
-        endpoint = serverFromString(self.reactor, f"{kind}:{where.port}:interface={host}")
+        endpoint = server_endpoint(self.reactor, f"{kind}:{where.port}:interface={host}")
         if self.history is None:
             from l4lb.admin.history import StatsHistory
             from l4lb.admin.stats import stat_rows
@@ -390,7 +389,12 @@ class BalancerService(RuntimeControls, MultiService):
         Give new L{l4lb.pool.Server}s what their configuration asks beyond
         the plain state (TLS settings).
         """
-        attach_tls(servers)
+        servers = list(servers)
+        if any(server.spec.ssl for server in servers):
+            # Only then: it imports pyOpenSSL.
+            from l4lb.tcp.tls import attach_tls
+
+            attach_tls(servers)
 
     def start_frontend(self, spec: Any) -> None:
         """
@@ -461,7 +465,7 @@ class BalancerService(RuntimeControls, MultiService):
             listening = listening_factory(bind, factory, self.reactor)
             if inherited is None:
                 port = _listen_now(
-                    serverFromString(self.reactor, with_backlog(bind.endpoint, backlog)),
+                    server_endpoint(self.reactor, with_backlog(bind.endpoint, backlog)),
                     listening,
                 )
             else:

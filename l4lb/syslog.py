@@ -159,6 +159,8 @@ class SyslogSink:
             self._address = target.path
         self._port: Any = None
         self._send: Optional[Callable[[bytes, Any], Any]] = None
+        self._header_second = -1
+        self._headers: Dict[int, bytes] = {}
         self.reopen()
 
     def reopen(self) -> None:
@@ -177,7 +179,9 @@ class SyslogSink:
                     path=self.target.path,
                 )
             self._port = self.reactor.listenUNIXDatagram(None, protocol)
-        self._send = self._port.write
+        # The socket's own sendto (getHandle() is public on both kinds of
+        # port): Twisted's write checks the address anew for every line.
+        self._send = self._port.getHandle().sendto
         self._publisher.addObserver(self)
 
     def write(self, line: str) -> None:
@@ -197,16 +201,18 @@ class SyslogSink:
         if send is None:
             self.dropped += 1
             return
-        datagram = frame(
-            message, self.facility, severity, self.reactor.seconds(), self._pid, self._hostname
-        )
+        when = int(self.reactor.seconds())
+        headers = self._headers
+        if when != self._header_second:
+            headers.clear()
+            self._header_second = when
+        header = headers.get(severity)
+        if header is None:
+            header = headers[severity] = frame("", self.facility, severity, when, self._pid, self._hostname)
         try:
-            written = send(datagram, self._address)
-        except Exception:
-            self.dropped += 1
-            return
-        if written is None:
-            # Twisted's port swallows EAGAIN and returns nothing.
+            send(header + message.encode("utf-8", "replace"), self._address)
+        except OSError:
+            # EAGAIN (the socket's buffer is full), or the daemon is gone.
             self.dropped += 1
         else:
             self.sent += 1

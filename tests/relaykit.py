@@ -33,6 +33,7 @@ from l4lb.tcp.frontend import FrontendFactory, FrontendState
 from l4lb.tcp.limits import ConnectionLimiter
 from l4lb._twistedcompat import server_transport
 from l4lb.tcp.raw import RawTransport
+from l4lb.tcp.connect import ServerConnections
 from l4lb.tcp.relay import ClientLeg, ServerLeg, Session
 
 
@@ -179,8 +180,10 @@ class Relay:
         The session that made a connection attempt.
         """
         factory: Any = self.reactor.tcpClients[attempt][2]
-        assert isinstance(factory, Session)
-        return factory
+        assert isinstance(factory, ServerConnections)
+        session = factory.session
+        assert isinstance(session, Session)
+        return session
 
     def complete(self, attempt: int = -1) -> Tuple[Optional[ServerLeg], HalfCloseTransport]:
         """

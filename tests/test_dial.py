@@ -130,3 +130,47 @@ def test_release_keeps_the_registration_for_its_taker(listener: socket.socket) -
     assert dialer in reactor.getWriters()
     reactor.removeWriter(dialer)
     dialer.stopConnecting()
+
+
+def _epoll_reactors() -> List[type]:
+    from twisted.internet.epollreactor import EPollReactor
+
+    from l4lb.reactor import L4lbEPollReactor
+
+    return [EPollReactor, L4lbEPollReactor]
+
+
+@pytest.mark.skipif(not hasattr(select, "epoll"), reason="epoll(7) is Linux's")
+@pytest.mark.parametrize("kind", _epoll_reactors() if hasattr(select, "epoll") else [])
+def test_epoll_reactors_tell_refusals_apart(kind: type, listener: socket.socket) -> None:
+    """
+    On an epoll reactor (Twisted's or l4lb's) the dialer does not ask the
+    socket how the connect went: a refusal arrives as an error event, and
+    only a connection that was made reaches doWrite.  Both outcomes are
+    checked through a real reactor's poll loop.
+    """
+    reactor = kind()
+    try:
+        refused, made = Outcomes(), Outcomes()
+        failing = Dialer(refused, "127.0.0.1", closed_port(), reactor)
+        working = Dialer(made, *listener.getsockname(), reactor)
+        assert not failing.ask and not working.ask
+        for _ in range(100):
+            if refused.failed and made.succeeded:
+                break
+            reactor.doIteration(0.05)
+        assert refused.failed == ["Connection refused"] and refused.succeeded == []
+        assert made.failed == [] and len(made.succeeded) == 1
+        made.succeeded[0].close()
+    finally:
+        reactor.removeAll()
+        reactor.waker.connectionLost(None)
+        # Twisted's epoll reactor keeps its epoll object as _poller.
+        reactor._poller.close()
+
+
+def test_a_select_reactor_is_asked() -> None:
+    """A reactor that marks a failed socket writable makes the dialer ask the socket (SO_ERROR)."""
+    dialer, outcomes, reactor = dial("127.0.0.1", closed_port())
+    assert dialer.ask
+    dialer.stopConnecting()

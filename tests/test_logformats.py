@@ -8,10 +8,11 @@ from __future__ import annotations
 import json
 
 import attr
+from hypothesis import given, strategies as st
 from twisted.internet.error import ConnectionDone
 
 from l4lb.logformats import format_connection, format_udp_session, json_tcplog, json_udplog
-from l4lb.logs import ConnectionRecord, format_tcplog
+from l4lb.logs import ConnectionRecord, format_date, format_tcplog
 from l4lb.udp.log import UdpRecord, format_udplog
 from tests.relaykit import Relay
 from tests.udpkit import UdpRig
@@ -103,6 +104,57 @@ def test_tcp_json_names_the_routed_server_name() -> None:
     assert list(data)[-1] == "sni" and data["sni"] == "db.example.com"
     assert format_tcplog(r).endswith(" {db.example.com}")
     assert "sni" not in json.loads(json_tcplog(tcp_record()))
+
+
+_names = st.text(max_size=12)
+
+
+@given(
+    host=_names,
+    names=st.tuples(_names, _names, st.none() | _names, _names),
+    sni=st.none() | _names,
+    numbers=st.lists(st.integers(min_value=0, max_value=2**40), min_size=9, max_size=9),
+    times=st.tuples(
+        st.floats(min_value=0, max_value=4e9),
+        st.none() | st.floats(min_value=0, max_value=1e5),
+        st.none() | st.floats(min_value=0, max_value=1e5),
+        st.floats(min_value=0, max_value=1e5),
+    ),
+    redispatched=st.booleans(),
+)
+def test_tcp_json_is_what_the_encoder_writes(
+    host: str, names: tuple, sni: object, numbers: list, times: tuple, redispatched: bool
+) -> None:
+    """
+    The hand-written line is, character for character, what C{json}'s
+    compact encoder writes for the same fields in the same order, whatever
+    the strings contain (quotes, control characters, non-ASCII).
+    """
+    frontend, backend, server, termination = names
+    accepted, queue_time, connect_time, total_time = times
+    port, out, act, fe, be, srv, retries, sq, bq = numbers
+    r = tcp_record(
+        client_host=host, client_port=port, accepted=accepted, frontend=frontend, backend=backend,
+        server=server, queue_time=queue_time, connect_time=connect_time, total_time=total_time,
+        bytes_out=out, termination=termination, actconn=act, feconn=fe, beconn=be, srvconn=srv,
+        retries=retries, redispatched=redispatched, srv_queue=sq, backend_queue=bq, sni=sni,
+    )
+
+    def millis(seconds: object) -> int:
+        return -1 if seconds is None else round(seconds * 1000)  # type: ignore[operator]
+
+    fields: dict = {
+        "mode": "tcp", "client_ip": host, "client_port": port,
+        "accept_date": format_date(accepted), "accept_ts": round(accepted, 3),
+        "frontend_name": frontend, "backend_name": backend, "server_name": server or "<NOSRV>",
+        "Tw": millis(queue_time), "Tc": millis(connect_time), "Tt": millis(total_time),
+        "bytes_read": out, "termination_state": termination, "actconn": act, "feconn": fe,
+        "beconn": be, "srv_conn": srv, "retries": retries, "redispatched": redispatched,
+        "srv_queue": sq, "backend_queue": bq,
+    }
+    if sni is not None:
+        fields["sni"] = sni
+    assert json_tcplog(r) == json.dumps(fields, separators=(",", ":"))
 
 
 def test_json_is_one_line() -> None:

@@ -8,9 +8,10 @@ import time
 from pathlib import Path
 
 import pytest
+from twisted.internet.task import Clock
 
 from l4lb.config.model import LogTarget
-from l4lb.logs import ConnectionRecord, LogSink, format_date, format_tcplog
+from l4lb.logs import MOST_PENDING_LINES, ConnectionRecord, LogSink, format_date, format_tcplog
 
 
 def record(**changes: object) -> ConnectionRecord:
@@ -106,3 +107,52 @@ def test_none_sink_writes_nothing(tmp_path: Path) -> None:
     sink = LogSink(LogTarget(kind="none"))
     sink.write("ignored")
     sink.close()
+
+
+def test_lines_of_one_turn_are_written_together(tmp_path: Path) -> None:
+    """
+    With a reactor, the lines written during one turn reach the file
+    together when the reactor next runs its due calls, in order; close()
+    writes what is still waiting.
+    """
+    path = tmp_path / "l4lb.log"
+    clock = Clock()
+    sink = LogSink(LogTarget(kind="file", path=str(path)), clock)
+    sink.write("one")
+    sink.write("two")
+    assert path.read_text() == ""
+    clock.advance(0)
+    assert path.read_text() == "one\ntwo\n"
+    assert not clock.getDelayedCalls()
+    sink.write("three")
+    sink.close()
+    assert path.read_text() == "one\ntwo\nthree\n"
+    assert not clock.getDelayedCalls()
+
+
+def test_a_full_turn_is_written_at_once(tmp_path: Path) -> None:
+    """A burst of MOST_PENDING_LINES lines is written without waiting for the turn to end."""
+    path = tmp_path / "l4lb.log"
+    clock = Clock()
+    sink = LogSink(LogTarget(kind="file", path=str(path)), clock)
+    for i in range(MOST_PENDING_LINES + 1):
+        sink.write(f"line {i}")
+    assert path.read_text().count("\n") == MOST_PENDING_LINES
+    clock.advance(0)
+    assert path.read_text().splitlines() == [f"line {i}" for i in range(MOST_PENDING_LINES + 1)]
+    sink.close()
+
+
+def test_lines_waiting_at_rotation_go_to_the_old_file(tmp_path: Path) -> None:
+    """reopen() writes the lines of the current turn to the file they were written for."""
+    path = tmp_path / "l4lb.log"
+    clock = Clock()
+    sink = LogSink(LogTarget(kind="file", path=str(path)), clock)
+    sink.write("before")
+    path.rename(tmp_path / "l4lb.log.1")
+    sink.reopen()
+    sink.write("after")
+    clock.advance(0)
+    sink.close()
+    assert (tmp_path / "l4lb.log.1").read_text() == "before\n"
+    assert path.read_text() == "after\n"

@@ -495,30 +495,65 @@ def test_hand_over_to_nothing_unregisters(reactor: L4lbEPollReactor, pairs: Any)
     assert new in reactor.getReaders()
 
 
-def test_forget_then_close_leaves_epoll_clean(reactor: L4lbEPollReactor) -> None:
+class WriteOnly(Selectable):
     """
-    A descriptor forgotten and then closed is out of the reactor's sets
-    and out of epoll's: a new socket on the same number registers cleanly.
+    A selectable that is only ever watched for writing: a read event would
+    be a bug (it has no C{doRead} of its own to call).
     """
-    a, b = socket.socketpair()
+
+    def doRead(self) -> None:
+        raise AssertionError(f"{self.name} was never watched for reading")
+
+    def doWrite(self) -> None:
+        # Stays registered, so that any later event for its number in the
+        # same batch is dispatched to it.
+        self.calls.append("write")
+
+
+def test_a_closed_socket_held_elsewhere_sends_no_events_to_its_successor(
+    reactor: L4lbEPollReactor, pairs: Any
+) -> None:
+    """
+    A socket the relay closes while another process still holds a copy
+    (a child between C{fork} and C{exec}, here a C{dup}) is unregistered
+    first: when a new socket gets the same descriptor number, events of the
+    old one (data arriving) do not reach the new socket's handler.
+    """
+    peer, old = pairs()
+    reader = Selectable(old, "old")
+    reactor.addReader(reader)
+    held = os.dup(old.fileno())
     try:
-        forgotten = Selectable(b, "forgotten")
-        reactor.addReader(forgotten)
-        fd = b.fileno()
-        reactor.forget(forgotten)
-        assert forgotten not in reactor.getReaders()
-        b.close()
-        c, d = socket.socketpair()
-        try:
-            fresh = Selectable(d if d.fileno() == fd else c, "fresh")
-            reactor.addReader(fresh)
-            assert fresh in reactor.getReaders()
-            reactor.removeReader(fresh)
-        finally:
-            c.close()
-            d.close()
+        fd = old.fileno()
+        reactor.removeReader(reader)
+        old.close()
+        successor = None
+        made: List[socket.socket] = []
+        for _ in range(8):
+            s = socket.socket()
+            made.append(s)
+            if s.fileno() == fd:
+                successor = s
+                break
+        assert successor is not None, "the descriptor number was not reused"
+        with socket.socket() as listener:
+            listener.bind(("127.0.0.1", 0))
+            listener.listen(1)
+            successor.setblocking(False)
+            successor.connect_ex(listener.getsockname())
+            writer = WriteOnly(successor, "new")
+            writer.reactor = reactor
+            reactor.addWriter(writer)
+            peer.send(b"for the old socket")
+            for _ in range(3):
+                reactor.doIteration(0.05)
+            reactor.removeWriter(writer)
+        assert writer.calls and set(writer.calls) == {"write"}, writer.calls
+        for s in made:
+            reactor.removeAll()
+            s.close()
     finally:
-        a.close()
+        os.close(held)
 
 
 def run_bounded(reactor: L4lbEPollReactor, seconds: float = 10.0) -> None:

@@ -20,12 +20,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from twisted.internet.endpoints import serverFromString
-from twisted.internet.testing import MemoryReactor
-
 from l4lb.config.errors import InvalidValue
 from l4lb.config.model import BindSpec
-from l4lb.config.tls import load_certificate_file
 from l4lb.config.units import not_allowed, parse_int, parse_port
 
 #: Twisted endpoint types recognised in a bind.
@@ -124,6 +120,11 @@ def check_endpoint(description: str) -> str:
     if description.split(":", 1)[0].lower() == "systemd":
         _check_systemd(description)
         return description
+    # Only for descriptions (rare): endpoints import TLS, MemoryReactor
+    # twisted.trial.
+    from twisted.internet.endpoints import serverFromString
+    from twisted.internet.testing import MemoryReactor
+
     try:
         endpoint = serverFromString(MemoryReactor(), description)
     except Exception as error:
@@ -230,6 +231,8 @@ def _tls_crt(address: str, described: bool, flags: Dict[str, Optional[str]]) -> 
             "'accept-proxy' cannot be combined with 'ssl': the PROXY header"
             " comes in clear before the TLS handshake, which l4lb does not read"
         )
+    from l4lb.config.tls import load_certificate_file
+
     load_certificate_file(crt)
     return crt
 

@@ -18,7 +18,6 @@ import attr
 from l4lb.config.dns import DNS_SERVER_OPTIONS
 from l4lb.config.errors import InvalidValue
 from l4lb.config.model import ServerSpec
-from l4lb.config.tls import check_server_tls
 from l4lb.config.units import (
     is_ip_literal,
     not_allowed,
@@ -363,5 +362,9 @@ def parse_server(
     if "agent-check" in words_used and "agent-port" not in words_used:
         errors.append("server option 'agent-check' needs 'agent-port N'")
     server = apply_options(spec, merged)
-    errors.extend(check_server_tls(server))
+    if server.ssl or server.check_ssl:
+        # Only then: it imports cryptography.
+        from l4lb.config.tls import check_server_tls
+
+        errors.extend(check_server_tls(server))
     return server, errors

@@ -28,7 +28,7 @@ check that could not connect asks for an early resolution
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from twisted.application.service import Service
 from twisted.logger import Logger
@@ -36,7 +36,6 @@ from twisted.python.failure import Failure
 
 from l4lb.config.dns import ResolversSpec
 from l4lb.config.model import Config
-from l4lb.dns.client import IDnsQuerier, NamesQuerier, ResolutionFailed
 from l4lb.dns.records import (
     OTHER,
     REASONS,
@@ -56,8 +55,23 @@ CAUSE = "resolvers"
 #: How an address change by DNS is written in the log (HAProxy's words).
 ADDRESS_CAUSE = "DNS cache"
 
-#: Makes the querier of a C{[resolvers]} section, given the reactor.
-QuerierFactory = Callable[[ResolversSpec, Any], IDnsQuerier]
+if TYPE_CHECKING:
+    # l4lb.dns.client imports twisted.names: only a configuration with
+    # resolvers loads it.
+    from l4lb.dns.client import IDnsQuerier
+
+    #: Makes the querier of a C{[resolvers]} section, given the reactor.
+    QuerierFactory = Callable[[ResolversSpec, Any], IDnsQuerier]
+
+
+def names_querier(spec: ResolversSpec, reactor: Any) -> IDnsQuerier:
+    """
+    The querier of a C{[resolvers]} section on C{twisted.names}
+    (L{l4lb.dns.client.NamesQuerier}).
+    """
+    from l4lb.dns.client import NamesQuerier
+
+    return NamesQuerier(spec, reactor)
 
 
 class DnsDiscovery(Service):
@@ -67,7 +81,7 @@ class DnsDiscovery(Service):
 
     @ivar runtime: The running balancer.
     @ivar querier: Makes the querier of each C{[resolvers]} section
-        (L{NamesQuerier}; tests give a fake).
+        (L{names_querier}; tests give a fake).
     @ivar watches: The watches in force, by L{Watch.key}: those of the
         file's servers and templates and those of the servers added at
         run time (L{server_added}).
@@ -77,7 +91,7 @@ class DnsDiscovery(Service):
         self,
         runtime: IBalancerRuntime,
         reactor: Any,
-        querier: QuerierFactory = NamesQuerier,
+        querier: QuerierFactory = names_querier,
     ) -> None:
         self.runtime = runtime
         self.reactor = reactor
@@ -315,6 +329,8 @@ class DnsDiscovery(Service):
 
         def failed(failure: Failure) -> None:
             now = self.reactor.seconds()
+            from l4lb.dns.client import ResolutionFailed
+
             kind = failure.value.kind if failure.check(ResolutionFailed) else OTHER
             if watch.resolution.status != kind:
                 # Once per change: a name server outage would log every

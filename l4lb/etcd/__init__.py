@@ -11,18 +11,40 @@ outage keeps the servers as last known and the watch resumes from its
 revision (L{l4lb.etcd._watch}).
 """
 
-from l4lb.etcd._gateway import (
-    EtcdError,
-    EtcdGateway,
-    Event,
-    IEtcdGateway,
-    IWatchStream,
-    WatchMessage,
-    parse_message,
-)
-from l4lb.etcd._providers import EtcdProviders
-from l4lb.etcd._sync import ServerSync, Wanted, parse_value
-from l4lb.etcd._watch import PrefixWatch
+from typing import TYPE_CHECKING
+
+from l4lb.lazyexports import lazy_exports
+
+if TYPE_CHECKING:
+    from l4lb.etcd._gateway import (
+        EtcdError,
+        EtcdGateway,
+        Event,
+        IEtcdGateway,
+        IWatchStream,
+        WatchMessage,
+        parse_message,
+    )
+    from l4lb.etcd._providers import EtcdProviders
+    from l4lb.etcd._sync import ServerSync, Wanted, parse_value
+    from l4lb.etcd._watch import PrefixWatch
+
+#: The module of each name, imported when the name is first used: a
+#: configuration without C{servers-from} does not load Twisted's HTTP client.
+_WHERE = {
+    "EtcdError": "_gateway",
+    "EtcdGateway": "_gateway",
+    "Event": "_gateway",
+    "IEtcdGateway": "_gateway",
+    "IWatchStream": "_gateway",
+    "WatchMessage": "_gateway",
+    "parse_message": "_gateway",
+    "EtcdProviders": "_providers",
+    "ServerSync": "_sync",
+    "Wanted": "_sync",
+    "parse_value": "_sync",
+    "PrefixWatch": "_watch",
+}
 
 __all__ = [
     "EtcdError",
@@ -38,3 +60,6 @@ __all__ = [
     "parse_message",
     "parse_value",
 ]
+
+
+__getattr__ = lazy_exports(__name__, _WHERE)

@@ -4,14 +4,18 @@ The watches of a running balancer: one per backend with C{servers-from}.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, Tuple
 
 from twisted.application.service import Service
 
-from l4lb.etcd._gateway import EtcdGateway, IEtcdGateway
-from l4lb.etcd._sync import ServerSync
-from l4lb.etcd._watch import PrefixWatch
 from l4lb.interfaces import IBalancerRuntime
+
+if TYPE_CHECKING:
+    # The modules themselves are imported once a backend has servers-from:
+    # they load Twisted's HTTP client.
+    from l4lb.etcd._gateway import IEtcdGateway
+    from l4lb.etcd._sync import ServerSync
+    from l4lb.etcd._watch import PrefixWatch
 
 
 class EtcdProviders(Service):
@@ -40,12 +44,20 @@ class EtcdProviders(Service):
         """
         self.runtime = runtime
         self.clock = clock
-        self._gateway = gateway or (lambda url: EtcdGateway(clock, url))
+        self._gateway = gateway or self._default_gateway
         self._backoff = backoff
         self.watches: Dict[str, PrefixWatch] = {}
         # What each backend's servers were last told, kept while its
         # watch is replaced by one on another prefix or endpoint.
         self._syncs: Dict[str, ServerSync] = {}
+
+    def _default_gateway(self, url: str) -> IEtcdGateway:
+        """
+        The gateway of one endpoint URL: an L{EtcdGateway} on the clock.
+        """
+        from l4lb.etcd._gateway import EtcdGateway
+
+        return EtcdGateway(self.clock, url)
 
     def startService(self) -> None:
         """
@@ -70,6 +82,12 @@ class EtcdProviders(Service):
         if not self.running:
             return
         wanted = {b.name: b.servers_from for b in config.backends if b.servers_from is not None}
+        if not wanted and not self.watches:
+            self._syncs = {}
+            return
+        from l4lb.etcd._sync import ServerSync
+        from l4lb.etcd._watch import PrefixWatch
+
         for name in list(self.watches):
             if wanted.get(name) != self.watches[name].spec:
                 self.watches.pop(name).stop()

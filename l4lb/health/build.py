@@ -12,7 +12,6 @@ from typing import Any, List, Optional
 from l4lb.health.agent import AgentCheck
 from l4lb.health.tcp import TcpCheck
 from l4lb.pool import BackendState, Server
-from l4lb.tcp.tls import client_creator
 from l4lb.proxyproto import check_header
 
 
@@ -59,7 +58,7 @@ def tcp_checks(backend: BackendState, server: Server, reactor: Any) -> List[Any]
                 timeouts.check,
                 timeouts.connect,
                 check_preamble(spec),
-                tls=client_creator(spec) if spec.check_ssl else None,
+                tls=_check_tls(spec),
             )
         )
     if spec.agent_check and spec.agent_port is not None:
@@ -79,3 +78,15 @@ def tcp_checks(backend: BackendState, server: Server, reactor: Any) -> List[Any]
             )
         )
     return checks
+
+
+def _check_tls(spec: Any) -> Any:
+    """
+    The TLS settings of a server's health checks (C{check-ssl}), or C{None}.
+    """
+    if not spec.check_ssl:
+        return None
+    # Only then: it imports pyOpenSSL.
+    from l4lb.tcp.tls import client_creator
+
+    return client_creator(spec)

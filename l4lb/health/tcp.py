@@ -30,7 +30,6 @@ from twisted.internet import error
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IAddress, IConnector, IHandshakeListener
 from twisted.internet.protocol import ClientFactory, Protocol
-from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -50,7 +49,6 @@ from l4lb.health.status import (
     CheckResult,
 )
 from l4lb.interfaces import IHealthCheck
-from l4lb.tcp.tls import tls_failure_text
 
 #: Bytes kept from a server's answer while an C{expect} waits (HAProxy's
 #: default buffer size); once full, the expect is decided on what it has.
@@ -252,6 +250,8 @@ class _Run:
         self.attempt = _Attempt(self)
         factory: Any = self.attempt
         if check.tls is not None:
+            from twisted.protocols.tls import TLSMemoryBIOFactory
+
             factory = TLSMemoryBIOFactory(check.tls, True, factory, clock=self.reactor)
         self.connector = self.reactor.connectTCP(host, port, factory, timeout=None)
 
@@ -288,6 +288,8 @@ class _Run:
         self.attempt = None
         self.connector = None
         if not self.done:
+            from l4lb.tcp.tls import tls_failure_text
+
             self._finish(CheckResult(L6RSP, self._where(tls_failure_text(reason))))
 
     def received(self, data: bytes) -> None:

@@ -34,7 +34,8 @@ from twisted.internet.interfaces import IHalfCloseableProtocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from l4lb._twistedcompat import TLSTransportInternals, check
+from l4lb._twistedcompat import check
+from l4lb._twistedcompat_tls import TLSTransportInternals
 
 __all__ = ["HalfCloseTLSTransport", "check_twisted"]
 

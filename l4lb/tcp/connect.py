@@ -2,10 +2,10 @@
 Connecting a session to a server: the connection attempts, their timeout,
 the TLS handshake of a server with C{ssl}, and the retries.
 
-L{Connecting} is the part of L{l4lb.tcp.session.Session} that is the
-factory of its server connections.  Each attempt is one
-C{reactor.connectTCP} (through L{l4lb.tcp.tls.tls_factory} for a server
-with C{ssl}), or a L{Dialer} for a plain server of a session that may take
+L{Connecting} is the part of L{l4lb.tcp.session.Session} that makes its
+server connections.  Each attempt is one C{reactor.connectTCP} with a
+L{ServerConnections} factory (through L{l4lb.tcp.tls.tls_factory} for a
+server with C{ssl}), or a L{Dialer} for a plain server of a session that may take
 the lean data path (the connected socket then never becomes a Twisted
 transport).  C{timeout connect} covers each attempt, the handshake
 included.  A failed attempt is retried up to C{retries} times, on the same
@@ -30,7 +30,6 @@ from l4lb.tcp.dial import Dialer
 from l4lb.tcp.legs import ClientLeg, ServerLeg, TlsServerLeg
 from l4lb.tcp.phases import CONNECTING
 from l4lb.tcp.raw import RawTransport
-from l4lb.tcp.tls import tls_factory, tls_failure_text
 
 if TYPE_CHECKING:
     from l4lb.pool import BackendState, Server
@@ -56,10 +55,35 @@ def stop_connecting(connector: Optional[Union[IConnector, Dialer]]) -> None:
         pass
 
 
-class Connecting(ClientFactory):
+class ServerConnections(ClientFactory):
     """
-    The connecting part of a session, and the factory of its server
-    connection attempts.
+    The factory of a session's attempts through Twisted's connector (a
+    server with C{ssl}, the classic relay): made for those attempts only,
+    so that a session itself needs no factory's attributes (it has
+    C{__slots__}).  Everything goes to the session.
+    """
+
+    noisy = False
+
+    def __init__(self, session: "Connecting") -> None:
+        self.session = session
+
+    def buildProtocol(self, addr: IAddress) -> Optional[ServerLeg]:  # type: ignore[override]
+        """
+        The session's server leg, once the server accepted.
+        """
+        return self.session.buildProtocol(addr)
+
+    def clientConnectionFailed(self, connector: IConnector, reason: Failure) -> None:
+        """
+        Tell the session the attempt failed.
+        """
+        self.session.clientConnectionFailed(connector, reason)
+
+
+class Connecting:
+    """
+    The connecting part of a session: its server connection attempts.
 
     @ivar connector: The attempt in progress, or C{None}.
     @ivar dialed: The L{Dialer} whose socket the server leg is being made
@@ -69,7 +93,10 @@ class Connecting(ClientFactory):
     @ivar tried: The servers already tried.
     """
 
-    noisy = False
+    # The session's attributes are slots of its own; these two let a test
+    # (or an embedding application) hang something extra on a session, and
+    # let the SNI stage key a weak dictionary by it.
+    __slots__ = ("__dict__", "__weakref__")
 
     # Set by the session.
     reactor: Any
@@ -107,9 +134,11 @@ class Connecting(ClientFactory):
         if server.tls is None and self.lean_allowed and lean.plain(self.reactor, self.client.transport):
             self.connector = Dialer(self, server.address, server.port, self.reactor)
         else:
-            factory: Any = self
+            factory: Any = ServerConnections(self)
             if server.tls is not None:
-                factory = tls_factory(server.tls, True, self, self.reactor)
+                from l4lb.tcp.tls import tls_factory
+
+                factory = tls_factory(server.tls, True, factory, self.reactor)
             self.connector = self.reactor.connectTCP(
                 server.address, server.port, factory, timeout=None
             )
@@ -161,11 +190,6 @@ class Connecting(ClientFactory):
         self._cancel_timer()
         self._attempt_failed("S")
 
-    def clientConnectionLost(self, connector: IConnector, reason: Failure) -> None:
-        """
-        Nothing to do: L{ServerLeg.connectionLost} reports it.
-        """
-
     def _connect_timed_out(self) -> None:
         self.timer = None
         connector, self.connector = self.connector, None
@@ -198,7 +222,7 @@ class Connecting(ClientFactory):
             frontend=self.frontend.name,
             backend=self.backend.name,
             server=server.name if server is not None else "-",
-            reason=tls_failure_text(reason),
+            reason=_tls_failure_text(reason),
         )
         self._attempt_failed("S")
 
@@ -255,3 +279,13 @@ class Connecting(ClientFactory):
     def _retry(self) -> None:
         self.timer = None
         self._connect()
+
+
+def _tls_failure_text(reason: Failure) -> str:
+    """
+    Why a TLS handshake failed (L{l4lb.tcp.tls.tls_failure_text}, imported
+    only when TLS is used).
+    """
+    from l4lb.tcp.tls import tls_failure_text
+
+    return tls_failure_text(reason)

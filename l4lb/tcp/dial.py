@@ -16,7 +16,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from typing import Any, Optional
+from typing import Any, Dict, Optional
 
 from twisted.internet.interfaces import IWriteDescriptor
 from twisted.python.failure import Failure
@@ -29,6 +29,31 @@ _NONBLOCKING: int = getattr(socket, "SOCK_NONBLOCK", 0)
 # Made non-blocking (and close-on-exec) by the one system call where the
 # platform allows.
 _TYPE = socket.SOCK_STREAM | _NONBLOCKING | getattr(socket, "SOCK_CLOEXEC", 0)
+
+# Reactor classes that report a failed connect as an error event (epoll's
+# EPOLLERR, which they turn into connectionLost) and call doWrite only for
+# a socket that connected: there, doWrite need not ask the socket.
+_SAYS_FAILED: Dict[type, bool] = {}
+
+
+def reports_failed_connects(reactor: Any) -> bool:
+    """
+    Whether C{reactor} calls a dialer's C{doWrite} only once the
+    connection is made, a failed attempt going to C{connectionLost}: true
+    of epoll reactors (Twisted's and l4lb's); a C{select()} reactor marks
+    a failed socket writable like a connected one.
+    """
+    kind = type(reactor)
+    known = _SAYS_FAILED.get(kind)
+    if known is None:
+        try:
+            from twisted.internet.epollreactor import EPollReactor
+        except ImportError:
+            known = False
+        else:
+            known = isinstance(reactor, EPollReactor)
+        _SAYS_FAILED[kind] = known
+    return known
 
 
 @implementer(IWriteDescriptor)
@@ -47,7 +72,7 @@ class Dialer:
     @ivar registered: Whether it is registered with the reactor.
     """
 
-    __slots__ = ("session", "reactor", "host", "port", "sock", "fd", "registered")
+    __slots__ = ("session", "reactor", "host", "port", "sock", "fd", "registered", "ask")
 
     def __init__(self, session: Any, host: str, port: int, reactor: Any) -> None:
         """
@@ -60,6 +85,8 @@ class Dialer:
         self.sock: Optional[socket.socket] = None
         self.fd = -1
         self.registered = False
+        # Whether doWrite must ask the socket how the connect went.
+        self.ask = not reports_failed_connects(reactor)
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         try:
             sock = socket.socket(family, _TYPE)
@@ -102,7 +129,7 @@ class Dialer:
         if sock is None:
             self.drop()
             return None
-        code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+        code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR) if self.ask else 0
         if code:
             self.drop()
             sock.close()

@@ -492,13 +492,6 @@ class LeanRelay:
         nothing left to write.  The session may end during the call.
         """
         self._pipes_to_pending()
-        forget = getattr(self.reactor, "forget", None)
-        if forget is not None:
-            for side in (self.client, self.server):
-                transport = side.transport
-                if side.pending is None and transport.connected and not transport.disconnecting:
-                    # Closed below, which takes it out of epoll's set.
-                    forget(side)
         self.detach(flush=True)
         handed = self.handed or ()
         for side in (self.client, self.server):

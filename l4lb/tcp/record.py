@@ -40,40 +40,46 @@ def connection_record(session: "Session") -> ConnectionRecord:
     """
     server = session.server
     accepted = session.accepted
+    connected_at = session.connected_at
+    dequeued_at = session.dequeued_at
     connect_time = None
-    if session.connected_at is not None:
-        started = session.dequeued_at if session.dequeued_at is not None else accepted
-        connect_time = session.connected_at - started
+    if connected_at is not None:
+        connect_time = connected_at - (accepted if dequeued_at is None else dequeued_at)
     queue_time: Optional[float] = None
-    if session.queued_at is not None:
-        left = session.dequeued_at if session.dequeued_at is not None else session.seconds()
-        queue_time = left - session.queued_at
+    queued_at = session.queued_at
+    if queued_at is not None:
+        queue_time = (session.seconds() if dequeued_at is None else dequeued_at) - queued_at
     elif server is not None:
         queue_time = 0.0
     sni = session.sni
     if sni is None and session.spec.sni_routes:
         sni = ""
+    frontend = session.frontend
+    gate = frontend.gate
+    backend = session.backend
+    # Positional, in the order of the record's fields.
     return ConnectionRecord(
-        client_host=session.client_host,
-        client_port=session.client_port,
-        accepted=accepted,
-        frontend=session.frontend.name,
-        backend=session.backend.name,
-        server=server.name if server is not None else None,
-        queue_time=queue_time,
-        connect_time=connect_time,
-        total_time=session.seconds() - accepted,
-        bytes_out=session.bytes_out,
-        termination=session.termination or "--",
-        actconn=session.frontend.gate.limiter.current,
-        feconn=session.frontend.gate.current,
+        session.client_host,
+        session.client_port,
+        accepted,
+        frontend.name,
+        backend.name,
+        None if server is None else server.name,
+        queue_time,
+        connect_time,
+        session.seconds() - accepted,
+        session.bytes_out,
+        session.termination or "--",
+        gate.limiter.current,
+        gate.current,
         # HAProxy releases the stream's backend and server slots before it
         # logs, so its %bc and %sc leave out the connection being logged
         # (while %ac and %fc still count it).
-        beconn=session.backend.current - (1 if session.dispatched else 0),
-        srvconn=server.current - 1 if server is not None else 0,
-        retries=session.retries,
-        redispatched=session.redispatched,
-        backend_queue=session.queue_passed,
-        sni=sni,
+        backend.current - (1 if session.dispatched else 0),
+        0 if server is None else server.current - 1,
+        session.retries,
+        session.redispatched,
+        0,
+        session.queue_passed,
+        sni,
     )

@@ -93,8 +93,7 @@ class Session(Connecting):
     """
     One client connection relayed to one server.
 
-    It is also the factory of its server connection attempts
-    (L{Connecting}), and holds the data path that carries it once
+    It makes its server connection attempts (L{Connecting}), and holds the data path that carries it once
     established (L{IDataPath}, chosen once in L{server_connected}).  It
     pins the settings it started with for its whole life: its frontend
     object (which a reload leaves to the sessions already open), the
@@ -135,6 +134,22 @@ class Session(Connecting):
         it while it waited, plus one for itself once it went through the
         queue (the log's C{%bq}, counted as HAProxy counts it).
     """
+
+    # One per open connection: slots keep each under half a kilobyte, where
+    # an instance dictionary of this many attributes takes 1.6 KB.  The
+    # __dict__ slot (L{Connecting}'s) stays empty unless something sets
+    # another attribute.
+    __slots__ = (
+        "accepted", "backend", "bytes_in", "bytes_out", "client", "client_closed",
+        "client_eof_seen", "client_host", "client_port", "client_timeouts", "client_write",
+        "connected_at", "connector", "dequeued_at", "destination", "dialed", "dispatched",
+        "early", "frontend", "handshaking", "inspect_delay", "last_activity",
+        "lean_allowed", "on_end", "path", "queue_mark", "queue_passed", "queued_at",
+        "reactor", "redispatched", "retries", "seconds", "server", "server_closed",
+        "server_eof_seen", "server_leg", "server_write", "sink", "sni", "spec",
+        "stage_index", "stages", "state", "termination", "timeouts", "timer", "tried",
+        "watcher",
+    )
 
     def __init__(self, frontend: "FrontendState", client: ClientLeg) -> None:
         reactor = frontend.reactor

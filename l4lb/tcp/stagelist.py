@@ -16,7 +16,6 @@ from typing import Any, List, Mapping
 
 from l4lb.protect.stage import build_source_stage
 from l4lb.sni.stage import build_sni_stage
-from l4lb.tcp.acceptproxy import AcceptProxy, parse_networks
 
 
 def build_stages(spec: Any, backends: Mapping[str, Any]) -> List[Any]:
@@ -49,4 +48,8 @@ def bind_stages(spec: Any, bind: Any) -> List[Any]:
     """
     if not bind.accept_proxy:
         return []
+    # Only then: Twisted's PROXY protocol package imports its endpoints,
+    # which import pyOpenSSL.
+    from l4lb.tcp.acceptproxy import AcceptProxy, parse_networks
+
     return [AcceptProxy(parse_networks(spec.accept_proxy_from))]

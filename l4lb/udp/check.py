@@ -31,7 +31,6 @@ from l4lb.config.model import UdpCheckSpec
 from l4lb.health.status import L4CON, L4OK, L7OK, L7RSP, L7TOUT, SOCKERR, CheckResult
 from l4lb.interfaces import IHealthCheck
 from l4lb.pool import BackendState, Server
-from l4lb.udp import dns
 from l4lb.udp.session import SEND_ERRORS
 from l4lb.udp.sockets import connect_server
 
@@ -168,6 +167,9 @@ class UdpCheck:
         if spec is None:
             return b""
         if spec.dns_name is not None:
+            # Only for DNS checks: it imports twisted.names.
+            from l4lb.udp import dns
+
             return dns.build_query(query_id, spec.dns_name, spec.dns_type)
         return spec.send
 
@@ -179,6 +181,8 @@ class UdpCheck:
         if spec is None:
             return CheckResult(L4OK, "reply received")
         if spec.dns_name is not None:
+            from l4lb.udp import dns
+
             if dns.answers(reply, query_id):
                 return CheckResult(L7OK, "DNS response")
             return CheckResult(L7RSP, "not a DNS response to the query")

@@ -40,7 +40,7 @@ from l4lb.service import BalancerService, BindError
 from l4lb.tcp.accept import accept_directly
 from l4lb.tcp.frontend import FrontendFactory
 from l4lb.tcp.stagelist import bind_stages
-from l4lb.tcp.tls import listening_factory
+from l4lb.tcp.listen import listening_factory
 from l4lb.workers import REACTOR_NAME, commands, counters
 
 _log = Logger(namespace="l4lb")

@@ -97,3 +97,27 @@ def test_check_runs_under_either_reactor(rundir: Path, tmp_path: Path, name: str
         str(rundir),
     )
     assert out.returncode == 0, out.stdout + out.stderr
+
+
+@pytest.mark.parametrize(
+    "given, expected",
+    [(None, "L4lbEPollReactor"), ("epoll", "twisted.internet.epollreactor.EPollReactor")],
+)
+def test_default_reactor_is_l4lbs(
+    servers: StartServer, balancers: BalancerFactory, given: str, expected: str
+) -> None:
+    """
+    C{twistd l4lb} without C{--reactor} runs on l4lb's reactor (the fast
+    path is what the documented command runs); a reactor named on the
+    command line is kept.  Either way short connections are relayed.
+    """
+    balancers.reactor = given
+    echo = servers(EchoServer("e1"))
+    be = BackendSection("eb", [ServerLine("e1", "127.0.0.1", echo.port)])
+    fe = FrontendSection("ef", "127.0.0.1", free_port(), "eb")
+    lb = balancers.start([fe], [be])
+    printed = lb.lines() + lb.stderr_lines()
+    chosen = [line for line in printed if "reactor class:" in line]
+    assert chosen and expected in chosen[0], lb.output()
+    for i in range(4):
+        assert echo_once(fe.port, b"hello %d" % i).echoed == b"hello %d" % i
