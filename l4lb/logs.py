@@ -63,10 +63,6 @@ def format_date(when: float) -> str:
     return cache.date
 
 
-def _millis(seconds: Optional[float]) -> int:
-    return -1 if seconds is None else int(round(seconds * 1000))
-
-
 @attr.s(slots=True, auto_attribs=True)
 class ConnectionRecord:
     """
